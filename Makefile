@@ -1,0 +1,64 @@
+# PlantGate — every target installs what it needs, then does its job.
+#   sudo make run     bring up the namespace lab (3 hubs) and show the port matrix working
+#   sudo make test    ruff, mypy, unit tests and kernel tests (needs root)
+#   sudo make bench   side-by-side measurements (ours vs. baselines)
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_PACKAGES := nftables libnftables1 iproute2 dnsmasq-base iperf3 nmap conntrack \
+	wireguard-tools wireguard-go chrony procps util-linux kmod
+PREFIX ?= pg
+HUBS ?= 3
+
+.PHONY: run test bench deps system-deps lint unit kernel down clean schema
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "system packages: all present"; fi
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+deps: system-deps $(STAMP)
+
+lint: deps
+	$(VENV)/bin/ruff check gateway mes tests bench
+	$(VENV)/bin/ruff format --check gateway mes tests bench
+	$(VENV)/bin/mypy
+
+unit: deps
+	$(VENV)/bin/pytest -q tests/unit
+
+kernel: deps
+	$(VENV)/bin/pytest -q tests/kernel
+
+test: deps lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit tests/kernel
+
+run: deps
+	$(VENV)/bin/plantgate lab up --hubs $(HUBS) --prefix $(PREFIX) --probe
+
+down: deps
+	$(VENV)/bin/plantgate lab down --prefix $(PREFIX)
+
+bench: deps
+	$(PY) -m bench
+
+schema: deps
+	$(VENV)/bin/plantgate policy schema > policies/schema.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

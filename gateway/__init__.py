@@ -1,0 +1,1 @@
+"""PlantGate gateway: policy engine, lab, VPN, NTP relay, watcher."""

@@ -1,0 +1,154 @@
+"""`plantgate policy ...`: check, render, apply and schema, with DESIGN §4's exit codes.
+
+0 ok, 1 the operation failed (the kernel refused, no permission), 2 bad input (nothing
+changed). Problems print as `FILE:LINE:COL: error: message`, one per line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from gateway.policy.apply import ApplyError
+from gateway.policy.errors import PolicyError, Position, Problem
+from gateway.policy.load import load_file
+from gateway.policy.model import Policy
+from gateway.policy.nft import NftError
+from gateway.policy.service import apply_file, compile_file
+from gateway.state import state_dir
+
+_START = Position(1, 1)
+policy_app = typer.Typer(
+    help="The site policy: validate, render, apply.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+FileArg = Annotated[Path, typer.Argument(help="Policy YAML file.", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir", help="State directory (default $PLANTGATE_STATE_DIR or /var/lib/plantgate)."
+    ),
+]
+
+
+def _problems_json(problems: Iterable[Problem]) -> list[dict[str, Any]]:
+    return [
+        {
+            "file": p.file,
+            "line": p.position.line,
+            "column": p.position.col,
+            "severity": p.severity,
+            "message": p.message,
+        }
+        for p in problems
+    ]
+
+
+def _report(problems: Iterable[Problem]) -> None:
+    for problem in problems:
+        typer.echo(problem.render(), err=True)
+
+
+def _fail(
+    problems: list[Problem], code: int, as_json: bool, extra: dict[str, Any] | None = None
+) -> NoReturn:
+    if as_json:
+        typer.echo(json.dumps({"ok": False, "problems": _problems_json(problems), **(extra or {})}))
+    _report(problems)
+    raise typer.Exit(code)
+
+
+@policy_app.command()
+def check(file: FileArg, as_json: JsonOpt = False) -> None:
+    """Validate a policy; every problem is reported with its line and column."""
+    try:
+        loaded = load_file(file)
+    except PolicyError as exc:
+        _fail(exc.problems, 2, as_json)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "rules": len(loaded.policy.rules),
+                    "problems": _problems_json(loaded.warnings),
+                }
+            )
+        )
+    else:
+        _report(loaded.warnings)
+        typer.echo(
+            f"{file}: ok ({len(loaded.policy.rules)} rules, {len(loaded.policy.zones)} zones)"
+        )
+
+
+@policy_app.command()
+def render(file: FileArg) -> None:
+    """Print the nftables ruleset that `apply` would load."""
+    try:
+        _, compiled = compile_file(file)
+    except PolicyError as exc:
+        _fail(exc.problems, 2, False)
+    typer.echo(compiled.text, nl=False)
+
+
+@policy_app.command()
+def apply(
+    file: FileArg,
+    state: StateOpt = None,
+    user: Annotated[str | None, typer.Option("--user", help="Who applies (default: you).")] = None,
+    no_resolve: Annotated[
+        bool,
+        typer.Option("--no-resolve", help="Skip resolving names now; the daemon fills FQDN sets."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load a policy into the kernel in one transaction (other tables untouched)."""
+    try:
+        applied = apply_file(file, state_dir(state), user=user, resolve=not no_resolve)
+    except PolicyError as exc:
+        _fail(exc.problems, 2, as_json)
+    except ApplyError as exc:
+        _fail(exc.problems, 1, as_json, {"detail": exc.detail})
+    except (NftError, OSError) as exc:
+        problem = Problem(str(file), _START, f"apply failed: {exc}")
+        _fail([problem], 1, as_json)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    **asdict(applied.record),
+                    "carried": applied.report.carried,
+                    "resolved": applied.report.resolved,
+                }
+            )
+        )
+        return
+    _report(applied.loaded.warnings)
+    record, report = applied.record, applied.report
+    typer.echo(
+        f"applied {file} ({record.rules} rules, sha256 {record.sha256[:12]}) in "
+        f"{report.seconds * 1000:.0f} ms; {report.resolved} addresses resolved, "
+        f"{report.carried} run-time elements carried over"
+    )
+
+
+@policy_app.command()
+def schema() -> None:
+    """Print the policy's JSON Schema (what policies/schema.json holds)."""
+    typer.echo(schema_text(), nl=False)
+
+
+def schema_text() -> str:
+    data = Policy.model_json_schema(by_alias=True, mode="validation")
+    data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"

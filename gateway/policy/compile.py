@@ -1,0 +1,426 @@
+"""Policy model -> one `inet plantgate` table (a pure function; no system access).
+
+Shape of the generated table (see docs/decisions/0001-ruleset-layout.md):
+
+* base chains `input`, `forward`, `output` (policy drop): established/related first, invalid
+  dropped, loopback and IPv6 neighbour discovery allowed, then one jump into classification,
+  then a rate-limited NFLOG entry and the default verdict;
+* classification dispatches on the interface with a verdict map, then on the address with one
+  set lookup per zone that has networks on that interface, and `goto`s the zone's chain, so
+  the per-packet cost does not grow with the number of hosts;
+* every accept rule carries a counter and the comment `<rule> @ <file>:<line>`; ports live in
+  one named set per policy rule, addresses in one named set per zone or endpoint.
+
+Every policy rule is an *allow*; nothing here depends on rule order, which is what makes the
+verdict explainable: a packet is accepted exactly when some rule matches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.policy.addresses import Net, parse_net
+from gateway.policy.load import LoadedPolicy
+from gateway.policy.model import ANY, SELF, Policy, Rule, Service
+from gateway.policy.ruleset import NftChain, NftMap, NftSet, Origin, Table, render
+
+IP = {4: "ip", 6: "ip6"}
+ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
+ND_TYPES = "nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert"
+HOOKS = ("input", "forward", "output")
+
+
+@dataclass(frozen=True)
+class FqdnBinding:
+    """Names of one endpoint that the resolver keeps in the endpoint's sets."""
+
+    endpoint: str
+    names: tuple[str, ...]
+    sets: dict[int, str]  # IP version -> set name
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled policy: the table, its text, and what the runtime keeps filled."""
+
+    table: Table
+    text: str
+    fqdn: tuple[FqdnBinding, ...]
+    dynamic_sets: tuple[str, ...]  # elements added at run time; carried over by apply
+    log_group: int
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One side of a rule: the zone it sits in (None = any) and its own address sets."""
+
+    name: str
+    zone: str | None
+    endpoint: str | None = None
+
+
+def compile_policy(loaded: LoadedPolicy) -> Compiled:
+    """The whole ruleset for a validated policy. Same input, byte-identical output."""
+    builder = _Builder(loaded)
+    table = builder.build()
+    return Compiled(
+        table=table,
+        text=render(table),
+        fqdn=tuple(builder.fqdn),
+        dynamic_sets=tuple(builder.dynamic),
+        log_group=loaded.policy.defaults.log_group,
+    )
+
+
+def set_name(kind: str, name: str, version: int | None = None) -> str:
+    """Stable nftables names: '-' stays (YAML names never hold '_'), '_' separates parts."""
+    return f"{kind}_{name}" + (f"_v{version}" if version else "")
+
+
+def collapse(nets: Iterable[Net]) -> list[Net]:
+    """Sorted networks with those inside another dropped (interval sets refuse overlaps)."""
+    kept: list[Net] = []
+    for net in sorted(nets, key=lambda n: (n.version, n.first, -n.last)):
+        last = kept[-1] if kept else None
+        if last is not None and last.version == net.version and net.last <= last.last:
+            continue
+        kept.append(net)
+    return kept
+
+
+class _Builder:
+    def __init__(self, loaded: LoadedPolicy) -> None:
+        self.loaded = loaded
+        self.policy: Policy = loaded.policy
+        self.file = Path(loaded.file).name
+        self.table = Table(comment=f"PlantGate policy for site '{self.policy.site.name}'")
+        self.fqdn: list[FqdnBinding] = []
+        self.dynamic: list[str] = []
+        self.zone_nets = {
+            name: collapse(parse_net(n) for n in zone.networks)
+            for name, zone in self.policy.zones.items()
+        }
+
+    def origin(self, what: str, path: tuple[str | int, ...]) -> Origin:
+        return Origin(what, self.file, self.loaded.position(path).line)
+
+    # -- sets ---------------------------------------------------------------------------
+
+    def build(self) -> Table:
+        self._zone_sets()
+        self._endpoint_sets()
+        self._gate_sets()
+        leaves: dict[str, list[tuple[int, Rule, Peer, Peer]]] = {}
+        for index, rule in enumerate(self.policy.rules):
+            for origin in rule.from_:
+                for destination in rule.to:
+                    src, dst = self._peer(origin), self._peer(destination)
+                    leaves.setdefault(self._leaf(src, dst), []).append((index, rule, src, dst))
+        for leaf, entries in leaves.items():
+            chain = self.table.chain(leaf)
+            for index, rule, src, dst in entries:
+                self._emit_rule(chain, index, rule, src, dst)
+        self._base_chains(set(leaves))
+        return self._ordered()
+
+    def _zone_sets(self) -> None:
+        for name, nets in self.zone_nets.items():
+            for version in (4, 6):
+                elements = [str(n) for n in nets if n.version == version]
+                if elements:
+                    self.table.add_set(
+                        NftSet(
+                            set_name("zone", name, version),
+                            ADDR_TYPE[version],
+                            ("interval",),
+                            elements,
+                            self.origin(f"zone {name}", ("zones", name)),
+                        )
+                    )
+
+    def _endpoint_sets(self) -> None:
+        for name, endpoint in self.policy.endpoints.items():
+            nets = collapse(parse_net(a) for a in endpoint.addresses)
+            versions = (4, 6) if endpoint.fqdn else sorted({n.version for n in nets})
+            flags = ("interval", "timeout") if endpoint.fqdn else ("interval",)
+            sets: dict[int, str] = {}
+            for version in versions:
+                sets[version] = set_name("ep", name, version)
+                self.table.add_set(
+                    NftSet(
+                        sets[version],
+                        ADDR_TYPE[version],
+                        flags,
+                        [str(n) for n in nets if n.version == version],
+                        self.origin(f"endpoint {name}", ("endpoints", name)),
+                    )
+                )
+            if endpoint.fqdn:
+                self.fqdn.append(FqdnBinding(name, tuple(endpoint.fqdn), sets))
+                self.dynamic += sets.values()
+
+    def _gate_sets(self) -> None:
+        for name in self.policy.gates:
+            for version in (4, 6):
+                nft_set = NftSet(
+                    set_name("gate", name, version),
+                    f"{ADDR_TYPE[version]} . {ADDR_TYPE[version]}",
+                    ("timeout",),
+                    origin=self.origin(f"gate {name}", ("gates", name)),
+                )
+                self.table.add_set(nft_set)
+                self.dynamic.append(nft_set.name)
+
+    def _endpoint_versions(self, endpoint: str) -> list[int]:
+        return sorted(v for v in (4, 6) if set_name("ep", endpoint, v) in self.table.sets)
+
+    # -- rules --------------------------------------------------------------------------
+
+    def _peer(self, name: str) -> Peer:
+        if name in (SELF, ANY):
+            return Peer(name, None)
+        if name in self.policy.zones:
+            return Peer(name, name)
+        return Peer(name, self.policy.endpoints[name].zone, endpoint=name)
+
+    @staticmethod
+    def _leaf(src: Peer, dst: Peer) -> str:
+        """The chain a (from, to) pair lands in; classification jumps there."""
+        if dst.name == SELF:
+            return f"in_{src.zone or ANY}"
+        if src.name == SELF:
+            return f"out_{dst.zone or ANY}"
+        return f"fwd_{src.zone or ANY}_{dst.zone or ANY}"
+
+    def _emit_rule(self, chain: NftChain, index: int, rule: Rule, src: Peer, dst: Peer) -> None:
+        origin = Origin(rule.name, self.file, self.loaded.rule_line(index))
+        services = [self.policy.services[s] for s in rule.allow]
+        ports = self._service_set(rule, services, origin)
+        for version, matches in self._address_matches(rule, src, dst):
+            for proto in self._proto_matches(version, ports, services):
+                parts = [*matches, proto, *self._limit(rule, version), "counter"]
+                if rule.log:
+                    group = self.policy.defaults.log_group
+                    parts.append(f'log prefix "pg accept {rule.name}: " group {group}')
+                chain.add(" ".join(p for p in parts if p) + " accept", origin)
+
+    def _address_matches(
+        self, rule: Rule, src: Peer, dst: Peer
+    ) -> list[tuple[int | None, list[str]]]:
+        """Per IP version (None = both), the address matches this pair needs."""
+        needs_version = bool(src.endpoint or dst.endpoint or rule.gate)
+        needs_version |= bool(rule.rate_limit and rule.rate_limit.per_source)
+        if not needs_version:
+            return [(None, [])]
+        versions = {4, 6}
+        for peer in (src, dst):
+            if peer.endpoint:
+                versions &= set(self._endpoint_versions(peer.endpoint))
+            if peer.zone is not None and self.zone_nets[peer.zone]:
+                versions &= {n.version for n in self.zone_nets[peer.zone]}
+        result: list[tuple[int | None, list[str]]] = []
+        for version in sorted(versions):
+            ip = IP[version]
+            matches: list[str] = []
+            if src.endpoint:
+                matches.append(f"{ip} saddr @{set_name('ep', src.endpoint, version)}")
+            if dst.endpoint:
+                matches.append(f"{ip} daddr @{set_name('ep', dst.endpoint, version)}")
+            if rule.gate:
+                gate = set_name("gate", rule.gate, version)
+                matches.append(f"{ip} saddr . {ip} daddr @{gate}")
+            if rule.rate_limit and rule.rate_limit.per_source and not matches:
+                matches.append(f"meta nfproto ipv{version}")
+            result.append((version, matches))
+        return result
+
+    def _service_set(self, rule: Rule, services: list[Service], origin: Origin) -> str | None:
+        spans: set[tuple[str, int, int]] = set()
+        for service in services:
+            for proto in ("tcp", "udp"):
+                for port in getattr(service, proto):
+                    low, _, high = str(port).partition("-")
+                    spans.add((proto, int(low), int(high or low)))
+        if not spans:
+            return None
+        elements = [
+            f"{proto} . {low}" if low == high else f"{proto} . {low}-{high}"
+            for proto, low, high in sorted(spans)
+        ]
+        name = set_name("svc", rule.name)
+        self.table.add_set(
+            NftSet(name, "inet_proto . inet_service", ("interval",), elements, origin)
+        )
+        return name
+
+    @staticmethod
+    def _proto_matches(
+        version: int | None, ports: str | None, services: list[Service]
+    ) -> list[str]:
+        matches = [f"meta l4proto . th dport @{ports}"] if ports else []
+        icmp = sorted({t for s in services for t in s.icmp})
+        icmpv6 = sorted({t for s in services for t in s.icmpv6})
+        if icmp and version in (None, 4):
+            matches.append(f"icmp type {{ {', '.join(icmp)} }}")
+        if icmpv6 and version in (None, 6):
+            matches.append(f"icmpv6 type {{ {', '.join(icmpv6)} }}")
+        return matches
+
+    def _limit(self, rule: Rule, version: int | None) -> list[str]:
+        limit = rule.rate_limit
+        if limit is None:
+            return []
+        burst = f" burst {limit.burst} packets" if limit.burst else ""
+        if not limit.per_source:
+            name = f"lim_{rule.name}"
+            self.table.limits[name] = f"rate {limit.rate}{burst}"
+            return [f'limit name "{name}"']
+        assert version is not None  # per-source limits always split by IP version
+        meter = NftSet(
+            set_name("rl", rule.name, version),
+            ADDR_TYPE[version],
+            ("dynamic", "timeout"),
+            size=65535,
+            timeout="1m",
+        )
+        self.table.add_set(meter)
+        return [f"update @{meter.name} {{ {IP[version]} saddr limit rate {limit.rate}{burst} }}"]
+
+    # -- classification and base chains ---------------------------------------------------
+
+    def _base_chains(self, leaves: set[str]) -> None:
+        defaults = self.policy.defaults
+        if defaults.reverse_path_filter:
+            self._prerouting()
+        for hook in HOOKS:
+            base = self.table.chain(hook)
+            base.hook = hook
+            base.add("ct state established,related accept")
+            base.add("ct state invalid counter drop", note="invalid packets")
+            if hook != "forward":
+                base.add(f"{'iif' if hook == 'input' else 'oif'} lo accept")
+                base.add(
+                    f"icmpv6 type {{ {ND_TYPES} }} ip6 hoplimit 255 accept",
+                    note="IPv6 neighbour discovery",
+                )
+            classifier = self._classifier(hook, leaves)
+            if self.table.chains[classifier].rules:
+                base.add(f"jump {classifier}")
+            else:  # nothing is allowed in this direction: no classification needed
+                del self.table.chains[classifier]
+            base.add(
+                f"limit rate {defaults.log_rate} burst {defaults.log_burst} packets "
+                f'log prefix "pg drop {hook}: " group {defaults.log_group} '
+                f"snaplen {defaults.log_snaplen}"
+            )
+            verdict = getattr(defaults, hook)
+            final = "reject with icmpx admin-prohibited" if verdict == "reject" else "drop"
+            base.add(f"counter {final}", note=f"default: {verdict} everything else")
+
+    def _prerouting(self) -> None:
+        chain = self.table.chain("prerouting")
+        chain.hook, chain.priority, chain.policy = "prerouting", "raw", "accept"
+        chain.add("iif lo accept")
+        chain.add("ip6 saddr :: accept", note="IPv6 duplicate address detection")
+        group = self.policy.defaults.log_group
+        chain.add(
+            f"fib saddr . iif oif missing limit rate {self.policy.defaults.log_rate} "
+            f'log prefix "pg drop rpf: " group {group}'
+        )
+        chain.add("fib saddr . iif oif missing counter drop", note="reverse path filter")
+
+    def _classifier(self, hook: str, leaves: set[str]) -> str:
+        if hook == "input":
+            return self._dispatch(
+                "in",
+                "src",
+                {z: f"in_{z}" for z in self._zones(leaves, "in_")},
+                any_leaf="in_any" if "in_any" in leaves else None,
+            )
+        if hook == "output":
+            return self._dispatch(
+                "out",
+                "dst",
+                {z: f"out_{z}" for z in self._zones(leaves, "out_")},
+                any_leaf="out_any" if "out_any" in leaves else None,
+            )
+        sources: dict[str, str] = {}
+        for src in [*self.policy.zones, ANY]:
+            prefix = f"fwd_{src}_"
+            targets = {z: f"{prefix}{z}" for z in self._zones(leaves, prefix)}
+            any_leaf = f"{prefix}{ANY}" if f"{prefix}{ANY}" in leaves else None
+            if targets or any_leaf:
+                sources[src] = self._dispatch(f"fwd_{src}", "dst", targets, any_leaf=any_leaf)
+        fwd_any = sources.pop(ANY, None)
+        return self._dispatch("fwd", "src", sources, any_leaf=fwd_any)
+
+    def _zones(self, leaves: set[str], prefix: str) -> list[str]:
+        return [z for z in self.policy.zones if f"{prefix}{z}" in leaves]
+
+    def _dispatch(
+        self, prefix: str, side: str, targets: dict[str, str], *, any_leaf: str | None
+    ) -> str:
+        """Chain `<prefix>_classify`: interface vmap, then address sets, then `goto` a zone.
+
+        `targets` maps zones to the chain their packets go to; zones without a target still
+        get a `return` where needed, so an interface's catch-all zone never claims them.
+        """
+        chain = self.table.chain(f"{prefix}_classify")
+        if any_leaf is not None:
+            chain.add(f"jump {any_leaf}")
+        meta, direction = ("iifname", "saddr") if side == "src" else ("oifname", "daddr")
+        vmap = NftMap(f"{prefix}_{meta}", "ifname")
+        for role, kernel in self.policy.interfaces.items():
+            sub = self._interface_chain(f"{prefix}_if_{role}", role, direction, targets)
+            if sub is not None:
+                vmap.elements.append((f'"{kernel}"', f"goto {sub}"))
+        if vmap.elements:
+            self.table.maps[vmap.name] = vmap
+            chain.add(f"{meta} vmap @{vmap.name}")
+        for zone, nets in self.zone_nets.items():  # zones bound to no interface
+            if zone in targets and not self.policy.zones[zone].interfaces:
+                for version in sorted({n.version for n in nets}):
+                    chain.add(
+                        f"{IP[version]} {direction} @{set_name('zone', zone, version)} "
+                        f"goto {targets[zone]}"
+                    )
+        return chain.name
+
+    def _interface_chain(
+        self, name: str, role: str, direction: str, targets: dict[str, str]
+    ) -> str | None:
+        zones = self.policy.zones
+        here = [z for z in zones if role in zones[z].interfaces or not zones[z].interfaces]
+        catch_all = next((z for z in here if not self.zone_nets[z] and zones[z].interfaces), None)
+        if not any(z in targets for z in here):
+            return None
+        chain = self.table.chain(name)
+        for zone in here:
+            if zone == catch_all or not self.zone_nets[zone]:
+                continue
+            verdict = f"goto {targets[zone]}" if zone in targets else "return"
+            if verdict == "return" and catch_all not in targets:
+                continue
+            for version in sorted({n.version for n in self.zone_nets[zone]}):
+                chain.add(f"{IP[version]} {direction} @{set_name('zone', zone, version)} {verdict}")
+        if catch_all is not None and catch_all in targets:
+            chain.add(f"goto {targets[catch_all]}")
+        return name
+
+    def _ordered(self) -> Table:
+        """Base chains first, then per hook: classification, then zone chains; reads top-down."""
+        base = {"prerouting": 0, "input": 1, "forward": 2, "output": 3}
+        group = {"in": 4, "fwd": 5, "out": 6}
+        chains = sorted(
+            self.table.chains.values(),
+            key=lambda c: (
+                base.get(c.name, group.get(c.name.split("_")[0], 9)),
+                not c.name.endswith("classify"),
+                "_if_" not in c.name,
+                c.name,
+            ),
+        )
+        self.table.chains = {c.name: c for c in chains}
+        return self.table

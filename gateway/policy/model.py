@@ -1,0 +1,276 @@
+"""The policy model: what a site's policy YAML means, as pydantic types.
+
+The model is the single source of truth for the policy's shape: the loader validates YAML
+against it, `plantgate policy schema` turns it into the JSON Schema editors use, and the
+compiler reads it. Shape checks live here (types, ranges, syntax of addresses and ports);
+checks that need the whole policy (references, overlaps, rules that can never match) live in
+`validate.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from gateway.policy.addresses import parse_net
+from gateway.policy.errors import did_you_mean
+from gateway.policy.source import describe_kind
+
+SELF = "self"  # the appliance itself, in a rule's from/to
+ANY = "any"  # any zone, in a rule's from/to
+RESERVED_NAMES = frozenset({SELF, ANY})
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
+Name = Annotated[
+    str,
+    StringConstraints(pattern=NAME_PATTERN),
+    Field(description="Lowercase letters, digits and '-', starting with a letter; 40 at most."),
+]
+
+IFNAME_PATTERN = r"^[A-Za-z0-9_.+:-]{1,15}$"
+InterfaceName = Annotated[
+    str,
+    StringConstraints(pattern=IFNAME_PATTERN),
+    Field(description="A kernel interface name (15 characters at most)."),
+]
+
+RATE_PATTERN = r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$"
+Rate = Annotated[
+    str,
+    StringConstraints(pattern=RATE_PATTERN),
+    Field(description="Packets per unit of time, e.g. '10/second' or '600/minute'."),
+]
+
+FQDN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+# ICMP type names nftables knows (icmp type / icmpv6 type); anything else is a typo.
+ICMP_TYPES = frozenset(
+    {
+        "echo-reply", "destination-unreachable", "source-quench", "redirect", "echo-request",
+        "router-advertisement", "router-solicitation", "time-exceeded", "parameter-problem",
+        "timestamp-request", "timestamp-reply", "info-request", "info-reply",
+        "address-mask-request", "address-mask-reply",
+    }
+)  # fmt: skip
+ICMPV6_TYPES = frozenset(
+    {
+        "destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem",
+        "echo-request", "echo-reply", "mld-listener-query", "mld-listener-report",
+        "mld-listener-done", "nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit",
+        "nd-neighbor-advert", "nd-redirect", "router-renumbering", "ind-neighbor-solicit",
+        "ind-neighbor-advert", "mld2-listener-report",
+    }
+)  # fmt: skip
+
+
+def _check_network(text: str) -> str:
+    """An address or a network in CIDR form, host bits clear; returned in canonical form."""
+    return str(parse_net(text))
+
+
+def _check_fqdn(text: str) -> str:
+    name = text.rstrip(".").lower()
+    if "://" in text or "/" in text or ":" in text:
+        raise ValueError(f"'{text}' is not a host name (write the name alone, no scheme or port)")
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(FQDN_LABEL.match(lb) for lb in labels):
+        raise ValueError(f"'{text}' is not a fully qualified domain name like 'ntp.example.org'")
+    return name
+
+
+def _check_port(value: Any) -> Any:
+    """A port (int 1-65535) or a range 'LOW-HIGH', returned as int or normalised 'LOW-HIGH'."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= 65535:
+            raise ValueError(f"port {value} is out of range (1-65535)")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a port number or a range, got {describe_kind(value)} {value!r}")
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value)
+    if not match:
+        raise ValueError(f"'{value}' is not a port or a range like '8000-8100'")
+    low, high = int(match[1]), int(match[2])
+    for port in (low, high):
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} in range '{value}' is out of range (1-65535)")
+    if low >= high:
+        raise ValueError(f"range '{value}' is empty or reversed (write LOW-HIGH, LOW < HIGH)")
+    return f"{low}-{high}"
+
+
+def _as_list(value: Any) -> Any:
+    """Let `from: hubs` stand for `from: [hubs]`."""
+    return [value] if isinstance(value, str) else value
+
+
+def _icmp_type(allowed: frozenset[str]) -> Any:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"unknown ICMP type '{value}'{did_you_mean(value, allowed)}")
+        return value
+
+    return check
+
+
+Network = Annotated[
+    str,
+    AfterValidator(_check_network),
+    Field(description="An IPv4/IPv6 address or CIDR network, e.g. '10.20.0.0/16'."),
+]
+Fqdn = Annotated[
+    str,
+    AfterValidator(_check_fqdn),
+    Field(description="A fully qualified domain name, resolved by the appliance (TTL honoured)."),
+]
+Port = Annotated[
+    int | str,
+    BeforeValidator(_check_port),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": 65535},
+                {"type": "string", "pattern": r"^\d{1,5}-\d{1,5}$"},
+            ],
+            "description": "A port (1-65535) or a range 'LOW-HIGH'.",
+        }
+    ),
+]
+NameList = Annotated[
+    list[Name],
+    BeforeValidator(_as_list),
+    Field(min_length=1, description="One name or a list of names."),
+]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors, values are not coerced ('443' is not 443), models are frozen."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+
+class Site(_Strict):
+    """Who this policy is for."""
+
+    name: Name
+    description: str = ""
+    resolver: Name | None = Field(
+        default=None,
+        description="Endpoint (with addresses) the appliance asks to resolve FQDN endpoints.",
+    )
+
+
+class Zone(_Strict):
+    """A part of the network: the interfaces it is behind and/or the networks it holds.
+
+    A packet belongs to the zone whose networks contain its address on that interface;
+    a zone with interfaces but no networks catches the rest of its interface.
+    """
+
+    description: str = ""
+    interfaces: list[Name] = Field(default_factory=list, description="Interface roles.")
+    networks: list[Network] = Field(default_factory=list)
+
+
+class Endpoint(_Strict):
+    """A named peer: fixed addresses and/or names that the appliance resolves."""
+
+    description: str = ""
+    zone: Name | None = Field(
+        default=None, description="Zone the endpoint is reached through (recommended)."
+    )
+    addresses: list[Network] = Field(default_factory=list)
+    fqdn: list[Fqdn] = Field(default_factory=list)
+
+
+class Service(_Strict):
+    """Ports and ICMP types that a rule can allow."""
+
+    description: str = ""
+    tcp: list[Port] = Field(default_factory=list)
+    udp: list[Port] = Field(default_factory=list)
+    icmp: list[Annotated[str, AfterValidator(_icmp_type(ICMP_TYPES))]] = Field(
+        default_factory=list, description="ICMP (IPv4) type names, e.g. 'echo-request'."
+    )
+    icmpv6: list[Annotated[str, AfterValidator(_icmp_type(ICMPV6_TYPES))]] = Field(
+        default_factory=list, description="ICMPv6 type names."
+    )
+
+
+class Gate(_Strict):
+    """A switch the plant opens for approved, expiring access (the kernel enforces expiry)."""
+
+    description: str = ""
+
+
+class RateLimit(_Strict):
+    """New connections a rule accepts per unit of time; the excess is dropped and logged."""
+
+    rate: Rate
+    burst: int | None = Field(default=None, ge=1, le=1_000_000)
+    per_source: bool = Field(default=False, description="Count each source address separately.")
+
+
+class Rule(_Strict):
+    """One row of the port matrix: traffic `from` these `to` those, for these services."""
+
+    name: Name
+    from_: NameList = Field(alias="from", description="Zones, endpoints, 'self' or 'any'.")
+    to: NameList = Field(description="Zones, endpoints, 'self' or 'any'.")
+    allow: list[Name] = Field(min_length=1, description="Services this rule allows.")
+    gate: Name | None = Field(
+        default=None, description="Only while this gate is open for the source and destination."
+    )
+    log: bool = Field(default=False, description="Log each new accepted connection to NFLOG.")
+    rate_limit: RateLimit | None = None
+    comment: str = ""
+
+
+class Defaults(_Strict):
+    """What happens to everything no rule allows."""
+
+    input: Literal["drop", "reject"] = "drop"
+    forward: Literal["drop", "reject"] = "drop"
+    output: Literal["drop", "reject"] = "drop"
+    log_group: int = Field(default=1, ge=0, le=65535, description="NFLOG group for drops.")
+    log_rate: Rate = "10/second"
+    log_burst: int = Field(default=20, ge=1, le=100_000)
+    log_snaplen: int = Field(default=128, ge=0, le=65535, description="Bytes of packet logged.")
+    reverse_path_filter: bool = Field(
+        default=True,
+        description="Drop packets whose source would not be routed back out their interface.",
+    )
+
+
+class Policy(_Strict):
+    """A site's whole policy: default-deny in every direction, plus these rules."""
+
+    model_config = ConfigDict(
+        title="PlantGate site policy",
+        json_schema_extra={"$id": "https://plantgate.invalid/schema/policy-v1.json"},
+    )
+
+    version: Literal[1]
+    site: Site
+    interfaces: dict[Name, InterfaceName] = Field(description="Interface role: kernel name.")
+    zones: dict[Name, Zone]
+    endpoints: dict[Name, Endpoint] = Field(default_factory=dict)
+    services: dict[Name, Service]
+    gates: dict[Name, Gate] = Field(default_factory=dict)
+    rules: list[Rule]
+    defaults: Defaults = Field(default_factory=Defaults)
+
+
+# Top-level sections in file order, with the type each one validates against. The loader
+# validates section by section (and item by item) so one broken rule does not hide the rest.
+SECTIONS: dict[str, Any] = {name: field.annotation for name, field in Policy.model_fields.items()}
+REQUIRED_SECTIONS = frozenset(n for n, f in Policy.model_fields.items() if f.is_required())

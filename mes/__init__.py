@@ -1,0 +1,1 @@
+"""PlantGate MES application (later issues)."""
