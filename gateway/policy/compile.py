@@ -104,7 +104,8 @@ class _Builder:
         }
 
     def origin(self, what: str, path: tuple[str | int, ...]) -> Origin:
-        return Origin(what, self.file, self.loaded.position(path).line)
+        """Where a named definition (zone, endpoint, gate) is: the line of its name."""
+        return Origin(what, self.file, self.loaded.source.key_at(path).line)
 
     # -- sets ---------------------------------------------------------------------------
 
