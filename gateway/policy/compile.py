@@ -306,6 +306,11 @@ class _Builder:
                     f"icmpv6 type {{ {ND_TYPES} }} ip6 hoplimit 255 accept",
                     note="IPv6 neighbour discovery",
                 )
+            if hook == "input" and defaults.strict_destination:
+                base.add(
+                    "fib daddr . iif type != { local, broadcast, multicast } counter drop",
+                    note="strong host: not an address of the arriving interface",
+                )
             classifier = self._classifier(hook, leaves)
             if self.table.chains[classifier].rules:
                 base.add(f"jump {classifier}")

@@ -245,6 +245,11 @@ class Defaults(_Strict):
     log_rate: Rate = "10/second"
     log_burst: int = Field(default=20, ge=1, le=100_000)
     log_snaplen: int = Field(default=128, ge=0, le=65535, description="Bytes of packet logged.")
+    strict_destination: bool = Field(
+        default=True,
+        description="Accept traffic for the appliance only at an address of the interface it "
+        "arrives on (strong host model): hubs cannot reach the plant leg's address.",
+    )
     reverse_path_filter: bool = Field(
         default=True,
         description="Drop packets whose source would not be routed back out their interface.",

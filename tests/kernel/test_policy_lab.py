@@ -1,0 +1,315 @@
+"""The lab policy enforced by the real kernel, checked with real packets.
+
+One lab (2 hubs) runs `plantgated` in gw with policies/lab.yaml, exactly as `make run` does,
+plus a stand-in support tunnel. Every row of the port matrix must be accepted and the
+forbidden flows dropped; drops must reach NFLOG; a refused load must leave the old table;
+established connections must survive an apply; the daemon's death must change nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.lab import lab as lab_ops
+from gateway.lab import netns, topology
+from gateway.lab.probe import Probe, ProbeResult, matrix_probes, run_probes
+from gateway.policy.apply import ApplyError, apply_compiled
+from gateway.policy.compile import compile_policy
+from gateway.policy.load import load_file
+from gateway.policy.nft import Nft
+from gateway.watch.sources.nflog import NflogReader
+from tests.kernel.conftest import Lab, new_prefix, teardown_lab
+from tests.kernel.policy_lab import (
+    GW_TUNNEL,
+    LAB_POLICY,
+    STAFF_ADDR,
+    add_support_standin,
+    open_gate,
+    plantgate,
+    run_in,
+    set_elements,
+    table_text,
+)
+
+HUB1 = topology.hub_address(1)
+
+
+@pytest.fixture(scope="module")
+def policed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("kernel tests need root (network namespaces, nftables): run them with sudo")
+    prefix, root = new_prefix(), tmp_path_factory.mktemp("lab")
+    try:
+        status = lab_ops.up(prefix, hubs=2, policy=LAB_POLICY, root=root)
+        add_support_standin(prefix)
+        yield Lab(prefix, root, status)
+    finally:
+        try:
+            teardown_lab(prefix, root)
+        finally:
+            netns.delete_namespace(f"{prefix}-staff")
+
+
+def _mismatches(results: list[ProbeResult]) -> list[str]:
+    return [
+        f"{r.probe.label}: {r.probe.src} -> {r.probe.addr} {r.probe.service} expected "
+        f"{r.probe.expect}, got {r.verdict} ({r.detail})"
+        for r in results
+        if not r.matched
+    ]
+
+
+def _wait_for(predicate: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_fqdn_endpoints_are_resolved_into_their_sets(policed: Lab) -> None:
+    gw = policed.ns("gw")
+
+    def resolved() -> bool:
+        values = [e.get("elem", {}).get("val") for e in set_elements(gw, "ep_ntp-upstream_v4")]
+        return topology.NTP_ADDR in values
+
+    assert _wait_for(resolved), "plantgated never resolved ntp.upstream.test into its set"
+    element = set_elements(gw, "ep_ntp-upstream_v4")[0]["elem"]
+    assert 60 <= element["timeout"] <= 90  # dnsmasq's local-ttl 60 s plus 30 s of grace
+
+
+def test_every_matrix_row_is_accepted_and_forbidden_flows_dropped(policed: Lab) -> None:
+    extra = [
+        Probe("gw", "upstream", topology.SUPPORT_ADDR, "udp", 51820, "accept", "support tunnel"),
+        Probe("gw", "upstream", topology.NTP_ADDR, "udp", 53, "drop", "appliance, wrong port"),
+        Probe("gw", "plant", topology.PLANT_WORKSTATION, "tcp", 22, "drop", "appliance to plant"),
+        Probe("gw", topology.hub_name(1), HUB1, "tcp", 22, "drop", "appliance ssh to hub"),
+        Probe("hub1", "gw", topology.GW_LAN, "tcp", 22, "drop", "hub ssh to appliance"),
+        Probe("hub1", "gw", topology.GW_WAN, "tcp", 443, "drop", "hub to the plant leg"),
+        Probe("hub1", "upstream", topology.ACCOUNT_ADDR, "tcp", 443, "drop", "hub to internet"),
+        Probe("upstream", "gw", topology.GW_WAN, "udp", 123, "drop", "internet to NTP relay"),
+        Probe(
+            "plant",
+            "gw",
+            topology.GW_WAN,
+            "udp",
+            123,
+            "drop",
+            "plant to NTP relay",
+            topology.PLANT_WORKSTATION,
+        ),
+    ]
+    assert _wait_for(lambda: set_elements(policed.ns("gw"), "ep_support-concentrator_v4"))
+    results = run_probes(policed.prefix, [*matrix_probes(2), *extra], timeout=1.0)
+    assert _mismatches(results) == []
+    assert sum(r.probe.expect == "accept" for r in results) >= 14
+
+
+def test_drops_are_logged_to_the_nflog_group(policed: Lab) -> None:
+    probe = Probe("hub1", "plant", topology.PLANT_WORKSTATION, "tcp", 443, "drop", "hub to plant")
+    with NflogReader(1, netns=policed.ns("gw")) as reader:
+        assert _mismatches(run_probes(policed.prefix, [probe], timeout=0.5)) == []
+        seen = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not seen:
+            for packet in reader.read(timeout=0.5):
+                decoded = packet.decoded
+                if decoded and decoded.dst == topology.PLANT_WORKSTATION and decoded.dport == 443:
+                    seen.append(packet)
+    assert seen, "the dropped SYN never reached NFLOG group 1"
+    assert seen[0].prefix == "pg drop forward: "
+    assert seen[0].decoded is not None and seen[0].decoded.src == HUB1
+
+
+def _staff_probe(dst: str, addr: str, expect: str) -> Probe:
+    return Probe(
+        "staff",
+        dst,
+        addr,
+        "tcp",
+        22,
+        expect,
+        f"support ssh ({expect})",  # type: ignore[arg-type]
+        STAFF_ADDR,
+    )
+
+
+def test_support_ssh_only_while_the_gate_is_open_and_expiry_is_in_the_kernel(policed: Lab) -> None:
+    gw = policed.ns("gw")
+    closed = [_staff_probe("gw", GW_TUNNEL, "drop"), _staff_probe("hub1", HUB1, "drop")]
+    assert _mismatches(run_probes(policed.prefix, closed, timeout=0.7)) == []
+
+    open_gate(gw, STAFF_ADDR, GW_TUNNEL, seconds=4)
+    open_gate(gw, STAFF_ADDR, HUB1, seconds=4)
+    opened = [_staff_probe("gw", GW_TUNNEL, "accept"), _staff_probe("hub1", HUB1, "accept")]
+    other_port = Probe(
+        "staff", "hub1", HUB1, "tcp", 9100, "drop", "gate grants ssh only", STAFF_ADDR
+    )
+    assert _mismatches(run_probes(policed.prefix, [*opened, other_port], timeout=0.7)) == []
+
+    time.sleep(4.5)  # no PlantGate process closes the gate: the kernel expires the elements
+    assert _mismatches(run_probes(policed.prefix, closed, timeout=0.7)) == []
+
+
+def test_staff_address_spoofed_from_the_plant_is_dropped(policed: Lab) -> None:
+    plant = policed.ns("plant")
+    gw = policed.ns("gw")
+    open_gate(gw, STAFF_ADDR, HUB1, seconds=30)
+    with netns.NamespaceNet(plant) as net:
+        net.add_address("eth0", f"{STAFF_ADDR}/32")
+    try:
+        spoof = Probe("plant", "hub1", HUB1, "tcp", 22, "drop", "spoofed staff", STAFF_ADDR)
+        assert _mismatches(run_probes(policed.prefix, [spoof], timeout=0.7)) == []
+    finally:
+        run_in(plant, "ip", "addr", "del", f"{STAFF_ADDR}/32", "dev", "eth0", check=False)
+        run_in(gw, "nft", "flush", "set", "inet", "plantgate", "gate_support_v4")
+
+
+def test_open_gate_survives_a_reapply_with_its_expiry(policed: Lab) -> None:
+    gw = policed.ns("gw")
+    open_gate(gw, STAFF_ADDR, HUB1, seconds=600)
+    try:
+        assert (
+            plantgate(
+                gw, "policy", "apply", str(LAB_POLICY), "--state-dir", str(policed.root / "reapply")
+            ).returncode
+            == 0
+        )
+        elements = set_elements(gw, "gate_support_v4")
+        assert len(elements) == 1
+        assert 590 <= elements[0]["elem"]["timeout"] <= 600  # carried, not extended
+    finally:
+        run_in(gw, "nft", "flush", "set", "inet", "plantgate", "gate_support_v4")
+
+
+def test_refused_load_leaves_the_previous_table_and_names_the_yaml_line(policed: Lab) -> None:
+    gw = policed.ns("gw")
+    before = table_text(gw)
+    loaded = load_file(LAB_POLICY)
+    compiled = compile_policy(loaded)
+    # A jump loop passes `nft --check` but the kernel refuses it ("Too many links").
+    looped = compiled.text.replace(
+        'accept comment "manage-page @ lab.yaml',
+        'jump in_if_plant-lan comment "manage-page @ lab.yaml',
+    ).replace("\tchain in_if_plant-lan {\n", "\tchain in_if_plant-lan {\n\t\tjump in_plant\n")
+    broken = type(compiled)(
+        compiled.table, looped, compiled.fqdn, compiled.dynamic_sets, compiled.log_group
+    )
+
+    def attempt() -> ApplyError:
+        with pytest.raises(ApplyError) as info:
+            apply_compiled(broken, Nft(), str(LAB_POLICY))
+        return info.value
+
+    error = netns.in_netns(gw, attempt)
+    assert table_text(gw) == before
+    rendered = [p.render() for p in error.problems]
+    assert any("Too many links" in line for line in rendered), rendered
+    rule_line = loaded.rule_line([r.name for r in loaded.policy.rules].index("manage-page"))
+    assert any(
+        line.startswith(f"{LAB_POLICY}:{rule_line}:1: error: nftables refused manage-page")
+        for line in rendered
+    ), rendered
+
+
+def test_invalid_policy_changes_nothing(policed: Lab, tmp_path: Path) -> None:
+    gw = policed.ns("gw")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(LAB_POLICY.read_text().replace("allow: [hub-agent]", "allow: [hub-agnet]"))
+    before = table_text(gw)
+    result = plantgate(gw, "policy", "apply", str(bad), "--state-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "error: undefined service 'hub-agnet' (did you mean 'hub-agent'?)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert table_text(gw) == before
+
+
+def test_other_tables_are_untouched_by_apply(policed: Lab) -> None:
+    gw = policed.ns("gw")
+    run_in(gw, "nft", "add", "table", "inet", "neighbour")
+    run_in(gw, "nft", "add", "set", "inet", "neighbour", "keep", "{ type ipv4_addr; }")
+    run_in(gw, "nft", "add", "element", "inet", "neighbour", "keep", "{ 198.18.99.1 }")
+    try:
+        assert (
+            plantgate(
+                gw, "policy", "apply", str(LAB_POLICY), "--state-dir", str(policed.root / "other")
+            ).returncode
+            == 0
+        )
+        kept = run_in(gw, "nft", "list", "set", "inet", "neighbour", "keep").stdout
+        assert "198.18.99.1" in kept
+    finally:
+        run_in(gw, "nft", "delete", "table", "inet", "neighbour", check=False)
+
+
+def test_established_connection_survives_an_apply_that_closes_its_port(
+    policed: Lab, tmp_path: Path
+) -> None:
+    gw, hub = policed.ns("gw"), policed.ns("hub1")
+    listener = netns.socket_in_netns(gw, socket.AF_INET, socket.SOCK_STREAM)
+    client = netns.socket_in_netns(hub, socket.AF_INET, socket.SOCK_STREAM)
+    narrowed = tmp_path / "lab.yaml"
+    narrowed.write_text(
+        LAB_POLICY.read_text().replace(
+            "allow: [https, hub-api, hub-enroll, ntp]", "allow: [https, hub-enroll, ntp]"
+        )
+    )
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT of probes
+        listener.bind((topology.GW_LAN, 8443))
+        listener.listen()
+        client.settimeout(2)
+        client.connect((topology.GW_LAN, 8443))
+        server, _ = listener.accept()
+        server.settimeout(2)
+        client.sendall(b"before")
+        assert server.recv(16) == b"before"
+
+        applied = plantgate(gw, "policy", "apply", str(narrowed), "--state-dir", str(tmp_path))
+        assert applied.returncode == 0, applied.stderr
+
+        client.sendall(b"after")
+        assert server.recv(16) == b"after"  # conntrack was not flushed
+        server.sendall(b"reply")
+        assert client.recv(16) == b"reply"
+        fresh = [Probe("hub1", "gw", topology.GW_LAN, "tcp", 8443, "drop", "closed by apply")]
+        listener.close()
+        assert _mismatches(run_probes(policed.prefix, fresh, timeout=0.7)) == []
+        server.close()
+    finally:
+        client.close()
+        listener.close()
+        restored = plantgate(
+            gw, "policy", "apply", str(LAB_POLICY), "--state-dir", str(policed.root / "restore")
+        )
+        assert restored.returncode == 0, restored.stderr
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+def test_ruleset_holds_when_the_daemon_dies(policed: Lab) -> None:
+    status = lab_ops.status(policed.prefix, root=policed.root)
+    daemon = next(s for s in status.services if s.name == "plantgated")
+    assert daemon.running
+    assert daemon.pid is not None
+    os.kill(daemon.pid, signal.SIGKILL)
+    assert _wait_for(lambda: _gone(daemon.pid))
+    probes = [
+        Probe("hub1", "gw", topology.GW_LAN, "tcp", 443, "accept", "operator screens"),
+        Probe("hub1", "plant", topology.PLANT_WORKSTATION, "tcp", 443, "drop", "hub to plant"),
+    ]
+    assert _mismatches(run_probes(policed.prefix, probes, timeout=0.7)) == []
