@@ -34,9 +34,11 @@ $(STAMP): pyproject.toml
 
 deps: system-deps $(STAMP)
 
+PY_DIRS := $(wildcard gateway mes tests bench)
+
 lint: deps
-	$(VENV)/bin/ruff check gateway mes tests bench
-	$(VENV)/bin/ruff format --check gateway mes tests bench
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
 	$(VENV)/bin/mypy
 
 unit: deps

@@ -30,10 +30,19 @@ from gateway.policy.errors import PolicyError
 from gateway.policy.load import load_text
 from gateway.policy.nft import Nft, NftError
 from gateway.policy.service import AppliedRecord, applied_policy_path, applied_record, apply_file
-from gateway.state import state_dir
+from gateway.state import state_dir, write_atomic
 
 log = logging.getLogger("plantgated")
 RECORD_POLL_S = 2.0
+READY_FILE = Path("run") / "plantgated.ready"
+
+
+def ready_path(state: Path) -> Path:
+    """Written (with our pid) once the policy is loaded and names are resolved a first time.
+
+    Supervisors wait for it (the lab does; on the appliance it maps to sd_notify READY=1).
+    """
+    return state / READY_FILE
 
 
 class Daemon:
@@ -90,12 +99,16 @@ class Daemon:
         )
 
     async def run(self) -> None:
+        first = True
         while not self.stopping.is_set():
             try:
                 self._follow_record()
                 await self._refresh_names()
             except (PolicyError, OSError, NftError) as exc:
                 log.error("policy follow-up failed: %s", exc)
+            if first:
+                write_atomic(ready_path(self.state), f"{os.getpid()}\n")
+                first = False
             wake = self._schedule.next_wakeup()
             delay = (
                 RECORD_POLL_S
@@ -153,7 +166,10 @@ async def _main(args: argparse.Namespace) -> int:
     except (NftError, OSError) as exc:
         log.error("cannot apply %s: %s", policy, exc)
         return 1
-    await daemon.run()
+    try:
+        await daemon.run()
+    finally:
+        ready_path(state).unlink(missing_ok=True)
     log.info("stopping; the ruleset stays in force")
     return 0
 

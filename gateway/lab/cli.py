@@ -34,7 +34,8 @@ PrefixOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
-_out = Console()
+# Not a terminal (make run in CI, a pipe): keep table rows on one line each.
+_out = Console(width=None if sys.stdout.isatty() else 120)
 
 
 def _fail(message: str, code: int) -> NoReturn:

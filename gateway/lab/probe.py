@@ -149,6 +149,7 @@ def _allowed(sample: Sequence[int]) -> list[Probe]:
             "accept",
             "user-list sync",
         ),
+        Probe("gw", "upstream", topology.SUPPORT_ADDR, "udp", 51820, "accept", "support tunnel"),
     ]
     return probes
 

@@ -33,6 +33,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from gateway.daemon import ready_path
 from gateway.lab import topology
 from gateway.lab.netns import (
     namespace_exists,
@@ -42,7 +43,6 @@ from gateway.lab.netns import (
 )
 
 ETC_NETNS = Path("/etc/netns")
-POLICY_TABLE = ("inet", "plantgate")
 STOP_GRACE = 2.0
 RESOLVED_HOSTS = ("gw", "plant")  # plus every hub
 
@@ -353,25 +353,23 @@ def wait_alive(lab: LabPaths, spec: ServiceSpec, pid: int, settle: float = 0.3) 
         time.sleep(0.02)
 
 
-def wait_policy_loaded(lab: LabPaths, spec: ServiceSpec, pid: int, timeout: float = 10.0) -> None:
-    """Wait until the daemon has loaded its table (`inet plantgate`) into its host's kernel.
+def wait_policy_loaded(lab: LabPaths, spec: ServiceSpec, pid: int, timeout: float = 15.0) -> None:
+    """Wait until the daemon says it is ready: policy loaded, names resolved a first time.
 
-    Probes run right after `up` must meet the firewall, not the moment before it exists.
+    Probes run right after `up` must meet the firewall as it will be, not the moment before
+    it exists or before its FQDN sets are filled.
     """
-    family, table = POLICY_TABLE
-    command = [find_binary("ip"), "netns", "exec", lab.namespace(spec.host)]
-    command += [find_binary("nft"), "list", "tables", family]
+    ready = ready_path(lab.gw_state)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not is_alive(pid):
             raise ServiceError(f"{spec.name} exited at start:\n{log_tail(lab, spec.name)}")
-        found = subprocess.run(command, capture_output=True, text=True, check=False)
-        if f"table {family} {table}" in found.stdout.splitlines():
-            return
+        with contextlib.suppress(OSError):
+            if ready.read_text().strip() == str(pid):
+                return
         time.sleep(0.05)
     raise ServiceError(
-        f"{spec.name} did not load table {family} {table} within {timeout:.0f} s:\n"
-        f"{log_tail(lab, spec.name)}"
+        f"{spec.name} was not ready within {timeout:.0f} s:\n{log_tail(lab, spec.name)}"
     )
 
 
