@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -34,11 +35,12 @@ import dns.message
 from gateway.lab import topology
 from gateway.lab.netns import socket_in_netns
 
-Proto = Literal["tcp", "udp"]
+Proto = Literal["tcp", "udp", "icmp"]  # icmp: `port` is the ICMP type (8 = echo request)
 Expect = Literal["accept", "drop"]
 Verdict = Literal["accept", "drop", "refused", "error"]
 
 MAX_WORKERS = 64
+ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, ICMP_UNREACHABLE = 8, 0, 3
 NTP_PACKET = 48
 POLL = 0.05
 
@@ -58,6 +60,8 @@ class Probe:
 
     @property
     def service(self) -> str:
+        if self.proto == "icmp":
+            return "icmp/echo" if self.port == ICMP_ECHO_REQUEST else f"icmp/{self.port}"
         return f"{self.proto}/{self.port}"
 
 
@@ -176,6 +180,8 @@ def _forbidden() -> list[Probe]:
 
 def _open_listener(prefix: str, key: ListenKey) -> _Listener:
     namespace = topology.namespace_name(prefix, key.host)
+    if key.proto == "icmp":
+        return _Listener(key, None)  # the destination's kernel answers echo requests itself
     kind = socket.SOCK_STREAM if key.proto == "tcp" else socket.SOCK_DGRAM
     try:
         sock = socket_in_netns(namespace, socket.AF_INET, kind)
@@ -241,8 +247,16 @@ def listen_keys(probes: Iterable[Probe]) -> list[ListenKey]:
 
 
 def _client_socket(prefix: str, probe: Probe) -> socket.socket:
+    namespace = topology.namespace_name(prefix, probe.src)
+    if probe.proto == "icmp":
+        return _bound(
+            socket_in_netns(namespace, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), probe
+        )
     kind = socket.SOCK_STREAM if probe.proto == "tcp" else socket.SOCK_DGRAM
-    sock = socket_in_netns(topology.namespace_name(prefix, probe.src), socket.AF_INET, kind)
+    return _bound(socket_in_netns(namespace, socket.AF_INET, kind), probe)
+
+
+def _bound(sock: socket.socket, probe: Probe) -> socket.socket:
     if probe.src_addr:
         sock.bind((probe.src_addr, 0))
     return sock
@@ -306,6 +320,58 @@ def _probe_udp(
     return "drop", f"no reply within {timeout:g} s"
 
 
+def icmp_echo(ident: int, seq: int, payload: bytes) -> bytes:
+    """An ICMP echo request with its checksum (RFC 792)."""
+    header = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident, seq)
+    return header[:2] + struct.pack("!H", _checksum(header + payload)) + header[4:] + payload
+
+
+def _checksum(data: bytes) -> int:
+    padded = data + b"\0" * (len(data) % 2)
+    total: int = sum(struct.unpack(f"!{len(padded) // 2}H", padded))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def icmp_answer(packet: bytes, addr: str, ident: int, payload: bytes) -> Verdict | None:
+    """What a raw-socket packet (IP header included) says about our echo, if it is about it."""
+    if len(packet) < 20:
+        return None
+    header_len = (packet[0] & 0x0F) * 4
+    icmp = packet[header_len:]
+    if len(icmp) < 8:
+        return None
+    kind, _code, _sum, their_id = struct.unpack("!BBHH", icmp[:6])
+    source = socket.inet_ntoa(packet[12:16])
+    if kind == ICMP_ECHO_REPLY and source == addr and their_id == ident:
+        return "accept" if icmp[8:] == payload else None
+    if kind == ICMP_UNREACHABLE and len(icmp) >= 36:
+        inner = icmp[8:]
+        inner_len = (inner[0] & 0x0F) * 4
+        quoted = inner[inner_len : inner_len + 8]
+        if socket.inet_ntoa(inner[16:20]) == addr and len(quoted) >= 6:
+            return "refused" if struct.unpack("!H", quoted[4:6])[0] == ident else None
+    return None
+
+
+def _probe_icmp(sock: socket.socket, probe: Probe, timeout: float) -> tuple[Verdict, str]:
+    ident, payload = int.from_bytes(os.urandom(2), "big"), os.urandom(16)
+    deadline = time.monotonic() + timeout
+    try:
+        sock.sendto(icmp_echo(ident, 1, payload), (probe.addr, 0))
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            verdict = icmp_answer(sock.recv(2048), probe.addr, ident, payload)
+            if verdict is not None:
+                return verdict, "echo reply" if verdict == "accept" else "ICMP unreachable"
+    except TimeoutError:
+        pass
+    except OSError as exc:
+        return _os_error_verdict(exc)
+    return "drop", f"no reply within {timeout:g} s"
+
+
 def _os_error_verdict(exc: OSError) -> tuple[Verdict, str]:
     """EPERM on send/connect is the source host's own firewall dropping the packet."""
     if exc.errno == errno.EPERM:
@@ -329,6 +395,8 @@ def _run_one(prefix: str, probe: Probe, listener: _Listener, timeout: float) -> 
     with sock:
         if probe.proto == "tcp":
             verdict, detail = _probe_tcp(sock, probe, timeout)
+        elif probe.proto == "icmp":
+            verdict, detail = _probe_icmp(sock, probe, timeout)
         else:
             verdict, detail = _probe_udp(sock, probe, timeout, listener.real_service)
     if listener.real_service:

@@ -114,6 +114,57 @@ def test_every_matrix_row_is_accepted_and_forbidden_flows_dropped(policed: Lab) 
     assert sum(r.probe.expect == "accept" for r in results) >= 14
 
 
+PORT_CLASSES = [
+    ("tcp", 22),
+    ("tcp", 80),
+    ("tcp", 443),
+    ("tcp", 445),
+    ("tcp", 8443),
+    ("tcp", 9100),
+    ("tcp", 33000),
+    ("udp", 53),
+    ("udp", 123),
+    ("udp", 161),
+    ("udp", 514),
+    ("udp", 40000),
+    ("icmp", 8),
+]
+
+
+def test_hubs_reach_nothing_beyond_the_appliance_on_any_port_class(policed: Lab) -> None:
+    targets = [
+        ("plant", topology.PLANT_WORKSTATION),
+        ("plant", topology.PLANT_ROUTER),
+        ("upstream", topology.NTP_ADDR),
+        ("upstream", topology.ACCOUNT_ADDR),
+    ]
+    probes = [
+        Probe("hub2", host, addr, proto, port, "drop", "hub leaves its segment")  # type: ignore[arg-type]
+        for host, addr in targets
+        for proto, port in PORT_CLASSES
+    ]
+    assert _mismatches(run_probes(policed.prefix, probes, timeout=0.8)) == []
+
+
+def test_nothing_from_outside_reaches_hubs_or_the_appliance_unasked(policed: Lab) -> None:
+    workstation = topology.PLANT_WORKSTATION
+    probes = [
+        Probe(src, "hub1", HUB1, proto, port, "drop", "into the hub segment", addr)  # type: ignore[arg-type]
+        for src, addr in (("plant", workstation), ("upstream", None))
+        for proto, port in PORT_CLASSES
+    ] + [
+        Probe("upstream", "gw", topology.GW_WAN, proto, port, "drop", "internet to appliance")  # type: ignore[arg-type]
+        for proto, port in PORT_CLASSES
+    ]
+    assert _mismatches(run_probes(policed.prefix, probes, timeout=0.8)) == []
+
+
+def test_icmp_probe_sees_replies_when_nothing_filters(policed: Lab) -> None:
+    """Positive control for the ICMP drops above: plant and upstream answer each other."""
+    probe = Probe("plant", "upstream", topology.NTP_ADDR, "icmp", 8, "accept", "control")
+    assert _mismatches(run_probes(policed.prefix, [probe], timeout=1.0)) == []
+
+
 def test_drops_are_logged_to_the_nflog_group(policed: Lab) -> None:
     probe = Probe("hub1", "plant", topology.PLANT_WORKSTATION, "tcp", 443, "drop", "hub to plant")
     with NflogReader(1, netns=policed.ns("gw")) as reader:
