@@ -17,8 +17,6 @@ import errno
 import ipaddress
 import os
 import socket
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,18 +26,28 @@ from pyroute2 import IPRoute, NetlinkError
 from pyroute2 import netns as pr_netns
 
 from gateway.lab.topology import parse_namespace
+from gateway.netns import (
+    NETNS_DIR,
+    NamespaceMissingError,
+    in_netns,
+    namespace_path,
+    socket_in_netns,
+)
 
-NETNS_DIR = Path("/run/netns")
+__all__ = [
+    "NETNS_DIR",
+    "NamespaceMissingError",
+    "in_netns",
+    "namespace_path",
+    "socket_in_netns",
+]
+
 MAIN_TABLE = 254
 NETLINK_ROUTE = 0
 NETLINK_BUFFER = 1 << 20
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class NamespaceMissingError(FileNotFoundError):
-    """The named network namespace does not exist."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +69,6 @@ class RouteInfo:
     dst: str
     via: str | None
     dev: str | None
-
-
-def namespace_path(name: str) -> Path:
-    return NETNS_DIR / name
 
 
 def namespace_exists(name: str) -> bool:
@@ -133,53 +137,6 @@ def pid_namespace_inode(pid: int) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _enter(fd: int, name: str) -> None:
-    """setns(2) the calling thread into the namespace open at `fd`."""
-    try:
-        pr_netns.setns(fd, flags=0)
-    except OSError as exc:
-        code = exc.errno or errno.EPERM
-        hint = " (needs root)" if code == errno.EPERM else ""
-        raise OSError(code, f"cannot enter network namespace {name}{hint}") from exc
-
-
-def in_netns(name: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run `fn(*args, **kwargs)` in a thread that has entered namespace `name`; return its value.
-
-    Exceptions raised by `fn` are re-raised in the caller.
-    """
-    try:
-        fd = os.open(namespace_path(name), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise NamespaceMissingError(errno.ENOENT, "no such network namespace", name) from exc
-    outcome: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            _enter(fd, name)
-            outcome["value"] = fn(*args, **kwargs)
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    try:
-        thread = threading.Thread(target=runner, name=f"netns:{name}", daemon=True)
-        thread.start()
-        thread.join()
-    finally:
-        os.close(fd)
-    if "error" in outcome:
-        raise outcome["error"]
-    value: T = outcome["value"]
-    return value
-
-
-def socket_in_netns(
-    name: str, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM, proto: int = 0
-) -> socket.socket:
-    """A socket created inside namespace `name` (it stays there for its whole life)."""
-    return in_netns(name, socket.socket, family, type, proto)
 
 
 def _write_sysctl(key: str, value: str) -> None:

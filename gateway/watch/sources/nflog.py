@@ -37,7 +37,6 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import ipaddress
 import logging
@@ -46,12 +45,13 @@ import os
 import select
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Final, Self, TypedDict
+
+from gateway.netns import socket_in_netns
 
 __all__ = [
     "DecodedPacket",
@@ -121,9 +121,7 @@ _PACKET_HDR = struct.Struct("!HBx")  # hw_protocol, hook, pad
 _TIMESTAMP = struct.Struct("!QQ")  # sec, usec
 _CFG_MODE = struct.Struct("!IBx")  # copy_range, copy_mode, pad
 
-_CLONE_NEWNET: Final = 0x40000000
 _SO_RCVBUFFORCE: Final = 33
-_NETNS_DIR: Final = "/var/run/netns"
 _RECV_BUFSIZE: Final = 256 * 1024  # > any single nfnetlink_log skb (64 KiB copy + attributes)
 _DRAIN_LIMIT: Final = 64  # datagrams per read() call, so a flood cannot starve the caller
 
@@ -561,50 +559,8 @@ class NflogStats:
     datagrams: int = 0
 
 
-def _netns_path(netns: str) -> str:
-    if netns.startswith("/"):
-        return netns
-    if not netns or "/" in netns or netns in (".", ".."):
-        raise ValueError(f"bad network namespace name {netns!r}")
-    return os.path.join(_NETNS_DIR, netns)
-
-
 def _new_netlink_socket() -> socket.socket:
     return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-
-
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    rc: int = libc.setns(fd, _CLONE_NEWNET)
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-def _socket_in_netns(netns: str) -> socket.socket:
-    """Create the netlink socket inside ``netns``: a short-lived thread setns()es, creates it
-    and exits (taking its namespace with it); the socket stays in the namespace for life."""
-    path = _netns_path(netns)
-    made: list[socket.socket] = []
-    failed: list[BaseException] = []
-
-    def create() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(fd)
-            finally:
-                os.close(fd)
-            made.append(_new_netlink_socket())
-        except BaseException as exc:  # re-raised in the caller's thread
-            failed.append(exc)
-
-    thread = threading.Thread(target=create, name=f"nflog-netns-{netns}", daemon=True)
-    thread.start()
-    thread.join()
-    if failed:
-        raise failed[0]
-    return made[0]
 
 
 def _set_rcvbuf(sock: socket.socket, size: int) -> None:
@@ -672,7 +628,11 @@ class NflogReader:
         self._pending: list[NflogPacket] = []
         self._buf = bytearray(_RECV_BUFSIZE)
         self._seq = int(time.time()) & 0x7FFFFFFF
-        sock = _socket_in_netns(netns) if netns is not None else _new_netlink_socket()
+        sock = (
+            socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+            if netns is not None
+            else _new_netlink_socket()
+        )
         try:
             sock.setblocking(False)
             _set_rcvbuf(sock, rcvbuf)
