@@ -338,32 +338,23 @@ class _Builder:
         chain.add("fib saddr . iif oif missing counter drop", note="reverse path filter")
 
     def _classifier(self, hook: str, leaves: set[str]) -> str:
-        if hook == "input":
-            return self._dispatch(
-                "in",
-                "src",
-                {z: f"in_{z}" for z in self._zones(leaves, "in_")},
-                any_leaf="in_any" if "in_any" in leaves else None,
-            )
-        if hook == "output":
-            return self._dispatch(
-                "out",
-                "dst",
-                {z: f"out_{z}" for z in self._zones(leaves, "out_")},
-                any_leaf="out_any" if "out_any" in leaves else None,
-            )
+        """The chain that sorts a hook's packets into zones (returns its name)."""
+        if hook != "forward":
+            prefix, side = ("in", "src") if hook == "input" else ("out", "dst")
+            targets, any_leaf = self._leaves_under(f"{prefix}_", leaves)
+            return self._dispatch(prefix, side, targets, any_leaf=any_leaf)
         sources: dict[str, str] = {}
         for src in [*self.policy.zones, ANY]:
-            prefix = f"fwd_{src}_"
-            targets = {z: f"{prefix}{z}" for z in self._zones(leaves, prefix)}
-            any_leaf = f"{prefix}{ANY}" if f"{prefix}{ANY}" in leaves else None
+            targets, any_leaf = self._leaves_under(f"fwd_{src}_", leaves)
             if targets or any_leaf:
                 sources[src] = self._dispatch(f"fwd_{src}", "dst", targets, any_leaf=any_leaf)
         fwd_any = sources.pop(ANY, None)
         return self._dispatch("fwd", "src", sources, any_leaf=fwd_any)
 
-    def _zones(self, leaves: set[str], prefix: str) -> list[str]:
-        return [z for z in self.policy.zones if f"{prefix}{z}" in leaves]
+    def _leaves_under(self, prefix: str, leaves: set[str]) -> tuple[dict[str, str], str | None]:
+        """Zone -> leaf chain for the leaves named `<prefix><zone>`, and `<prefix>any`."""
+        targets = {z: f"{prefix}{z}" for z in self.policy.zones if f"{prefix}{z}" in leaves}
+        return targets, f"{prefix}{ANY}" if f"{prefix}{ANY}" in leaves else None
 
     def _dispatch(
         self, prefix: str, side: str, targets: dict[str, str], *, any_leaf: str | None
