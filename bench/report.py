@@ -1,0 +1,217 @@
+"""Printed tables and the JSON record of one run: absolute figures, spread, and ratios.
+
+Formatting only: every function takes results and returns text or a rich Table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rich.table import Table
+
+from bench import reference
+from bench.apply import ApplyResult
+from bench.memory import MemoryResult
+from bench.stats import Summary, ratio
+from bench.throughput import TrafficRun
+
+APPLY_GOAL_HUBS = 10_000
+APPLY_GOAL_RATIO = 1.5
+APPLY_GOAL_SECONDS = 0.250
+THROUGHPUT_GOAL = 0.9
+
+
+def seconds(value: float) -> str:
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 0.1:
+        return f"{value * 1000:.0f} ms"
+    return f"{value * 1000:.1f} ms"
+
+
+def number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def spread(summary: Summary | None, fmt: Callable[[float], str] = seconds) -> str:
+    """'median' on one line, '(min–max)' below it when there is more than one sample."""
+    if summary is None:
+        return "—"
+    if len(summary.samples) == 1:
+        return fmt(summary.median)
+    return f"{fmt(summary.median)}\n({fmt(summary.low)}–{fmt(summary.high)})"
+
+
+def times(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def apply_table(results: Sequence[ApplyResult]) -> Table:
+    table = Table(
+        title="1. Re-apply cost: replace the loaded table with the same policy "
+        "(median, min–max below)",
+        title_justify="left",
+    )
+    for header in (
+        "hubs",
+        "load\nYAML→model",
+        "ours\ncompile+apply",
+        "raw\nnft -f",
+        "naive\nnft -f",
+        "CLI\npolicy apply",
+        "ours/raw",
+        "naive/ours",
+        "CLI/raw",
+    ):
+        table.add_column(header, justify="right")
+    for r in results:
+        t, q = r.timings, r.ratios()
+        table.add_row(
+            f"{r.hubs:,}",
+            spread(r.load),
+            spread(t["ours"]),
+            spread(t["raw"]),
+            spread(t["naive"]),
+            spread(t["cli"]),
+            times(q["ours/raw"]),
+            times(q["naive/ours"]),
+            times(q["cli/raw"]),
+        )
+    return table
+
+
+def peers_table(results: Sequence[ApplyResult]) -> Table:
+    """Measured medians next to the peers' quoted figures, one row per tool."""
+    sizes = sorted({r.hubs for r in results} | {n for q in reference.QUOTED for n in q.seconds})
+    table = Table(
+        title="Whole re-apply as users wait for it, against peers (medians)", title_justify="left"
+    )
+    table.add_column("tool")
+    for n in sizes:
+        table.add_column(f"{n:,} hubs", justify="right")
+    measured = {r.hubs: r for r in results}
+
+    def row(label: str, pick: Callable[[ApplyResult], float]) -> None:
+        table.add_row(label, *(seconds(pick(measured[n])) if n in measured else "—" for n in sizes))
+
+    row("plantgate policy apply, CLI (measured here)", lambda r: r.timings["cli"].median)
+    row("ours compile+apply, in-process (measured here)", lambda r: r.timings["ours"].median)
+    row("raw nft -f (measured here)", lambda r: r.timings["raw"].median)
+    for quoted in reference.QUOTED:
+        table.add_row(
+            f"{quoted.label} [italic](quoted, NOT measured here)[/]",
+            *(seconds(quoted.seconds[n]) if n in quoted.seconds else "—" for n in sizes),
+        )
+    return table
+
+
+def throughput_table(run: TrafficRun) -> Table:
+    table = Table(
+        title=f"2. Traffic hub1 → gw ({run.topology}): iperf3 TCP {run.seconds:g} s; "
+        f"new connections for {run.connect_seconds:g} s (median, min–max below)",
+        title_justify="left",
+    )
+    table.add_column("ruleset in gw")
+    for header in (
+        "per-host\nrules",
+        "TCP Gbit/s",
+        "vs none",
+        "vs ct only",
+        "new conn/s",
+        "vs none",
+        "vs ct only",
+        "failed\nconnects",
+    ):
+        table.add_column(header, justify="right")
+    by_key = {r.key: r for r in run.results}
+    none, ct = by_key.get("none"), by_key.get("ct")
+    for r in run.results:
+        table.add_row(
+            r.label,
+            f"{r.per_host_rules:,}",
+            spread(r.gbits, number),
+            times(ratio(r.gbits, none.gbits) if none else None),
+            times(ratio(r.gbits, ct.gbits) if ct else None),
+            spread(r.connects, number),
+            times(ratio(r.connects, none.connects) if none else None),
+            times(ratio(r.connects, ct.connects) if ct else None),
+            f"{r.failures:,}",
+        )
+    return table
+
+
+def memory_table(results: Sequence[MemoryResult]) -> Table:
+    table = Table(
+        title="3. Peak resident memory of one process (ru_maxrss; median, min–max below)",
+        title_justify="left",
+    )
+    for header in ("command", "peak RSS MiB", "vs python", "wall time"):
+        table.add_column(header, justify="left" if header == "command" else "right")
+    base = next((r for r in results if r.key == "python"), None)
+    for r in results:
+        table.add_row(
+            r.label,
+            spread(r.mib, lambda v: f"{v:.1f}"),
+            times(ratio(r.mib, base.mib) if base else None),
+            spread(r.seconds),
+        )
+    return table
+
+
+def goal_lines(apply: Sequence[ApplyResult], traffic: TrafficRun | None) -> list[str]:
+    """The design's targets, set against this run's medians (reported, never asserted)."""
+    lines = []
+    at = next((r for r in apply if r.hubs == APPLY_GOAL_HUBS), None)
+    if at is not None:
+        over, took = at.ratios()["ours/raw"], at.timings["ours"].median
+        met = over is not None and over <= APPLY_GOAL_RATIO and took < APPLY_GOAL_SECONDS
+        lines.append(
+            f"apply at {APPLY_GOAL_HUBS:,} hubs: ours/raw {times(over)} (goal ≤ "
+            f"{APPLY_GOAL_RATIO}×), ours {seconds(took)} (goal < "
+            f"{seconds(APPLY_GOAL_SECONDS)}): {'met' if met else 'MISSED'}"
+        )
+    if traffic is not None:
+        by_key = {r.key: r for r in traffic.results}
+        if "sets" in by_key and "none" in by_key:
+            sets = by_key["sets"]
+            kept = ratio(sets.gbits, by_key["none"].gbits)
+            met = kept is not None and kept >= THROUGHPUT_GOAL
+            line = (
+                f"throughput with the {sets.label}: {times(kept)} of no table "
+                f"(goal ≥ {THROUGHPUT_GOAL}): {'met' if met else 'MISSED'}"
+            )
+            line += "".join(
+                f"; {times(ratio(sets.gbits, by_key[key].gbits))} of {name}"
+                for key, name in (("ct", "conntrack only"), ("lab", "the lab policy"))
+                if key in by_key
+            )
+            lines.append(line)
+    return lines
+
+
+def notes(traffic: TrafficRun | None, memory: Sequence[MemoryResult] = ()) -> list[str]:
+    lines = [
+        "naive = the lab table plus one `ip saddr H meta l4proto . th dport @svc accept` rule "
+        "per hub in the input chain (input path only, so it understates a full rule-list "
+        "firewall).",
+        "raw and naive include nft's process start; ours runs in-process with a fresh "
+        "libnftables context and, like every apply, first lists the live table to carry "
+        "run-time set elements over; the CLI adds interpreter start, imports, load and "
+        "writing the state files.",
+    ]
+    if traffic is not None:
+        lines.append(
+            "Established/related packets are accepted by the first rule of every base chain "
+            "(conntrack fast path): only a connection's first packet walks the rules, so bulk "
+            "TCP barely moves while the new-connection rate shows the cost of rule lists."
+        )
+        if traffic.note:
+            lines.append(f"Traffic topology: {traffic.note}; measured on a veth pair instead.")
+    floor = next((r for r in memory if r.key == "floor"), None)
+    if floor is not None:
+        lines.append(
+            f"Peak RSS is each command's own ru_maxrss via a small launcher (bench/peakrss.py); "
+            f"its floor, {floor.mib.median:.1f} MiB, is what /bin/true reports."
+        )
+    lines += [f"Quoted from REFERENCE.md, not measured here: {n}" for n in reference.QUOTED_NOTES]
+    return lines
