@@ -57,9 +57,7 @@ def build_script(compiled: Compiled, extra: Mapping[str, list[Element]]) -> str:
 
 def carried_elements(compiled: Compiled, nft: Nft) -> dict[str, list[Element]]:
     """Timed elements of the live table that still fit a set of the new one."""
-    live = nft.table_json()
-    if live is None:
-        return {}
+    live = nft.sets_json(list(compiled.dynamic_sets))
     live_types = set_types(live)
     wanted = {
         name

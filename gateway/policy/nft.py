@@ -88,34 +88,24 @@ class Nft:
         if rc != 0:
             raise NftError(err, _locate(err, path))
 
-    def command(self, text: str) -> str:
-        """One command (no file positions needed); returns its output."""
-        rc, out, err = self._nft.cmd(text)
-        if rc != 0:
-            raise NftError(err, [])
-        return str(out)
+    def sets_json(self, names: list[str]) -> dict[str, Any]:
+        """Only the named sets of our table, as one JSON document; missing sets are skipped.
 
-    def table_json(self) -> dict[str, Any] | None:
-        """`list table inet plantgate` as JSON, or None when the table does not exist."""
+        Reading whole-table JSON to find a few small run-time sets cost 0.3 s and 28 MiB with
+        a 50,000-address zone in the table; per-set listing costs a fraction of a millisecond.
+        """
+        items: list[Any] = []
         self._nft.set_json_output(True)
         try:
-            rc, out, err = self._nft.cmd(f"list table {TABLE_FAMILY} {TABLE_NAME}")
+            for name in names:
+                rc, out, err = self._nft.cmd(f"list set {TABLE_FAMILY} {TABLE_NAME} {name}")
+                if rc == 0:
+                    items += json.loads(out).get("nftables", [])
+                elif "No such file or directory" not in err:
+                    raise NftError(err, [])
         finally:
             self._nft.set_json_output(False)
-        if rc != 0:
-            if "No such file or directory" in err:
-                return None
-            raise NftError(err, [])
-        data: dict[str, Any] = json.loads(out)
-        return data
-
-    def table_text(self) -> str | None:
-        rc, out, err = self._nft.cmd(f"list table {TABLE_FAMILY} {TABLE_NAME}")
-        if rc != 0:
-            if "No such file or directory" in err:
-                return None
-            raise NftError(err, [])
-        return str(out)
+        return {"nftables": items}
 
 
 def _locate(stderr: str, path: str) -> list[tuple[int, int, str]]:
