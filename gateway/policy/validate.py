@@ -17,6 +17,7 @@ from gateway.policy.model import ANY, RESERVED_NAMES, SELF, Endpoint, Rule, Zone
 from gateway.policy.source import Source
 
 BOTH = frozenset({4, 6})
+Families = dict[str, frozenset[int]]  # zone or endpoint -> the IP versions it can have
 
 
 def check_semantics(parts: Parts, source: Source) -> list[Problem]:
@@ -241,6 +242,7 @@ def _port_text(span: tuple[int, int]) -> str:
 
 def _check_rules(parts: Parts, source: Source) -> Iterator[Problem]:
     seen: dict[str, int] = {}
+    families = {p: _families(p, parts) for p in [*parts.zones, *parts.endpoints]}
     for index, rule in parts.rules:
         if rule.name in seen:
             line = source.value_at(("rules", seen[rule.name], "name")).line
@@ -249,7 +251,7 @@ def _check_rules(parts: Parts, source: Source) -> Iterator[Problem]:
             )
         seen.setdefault(rule.name, index)
         yield from _check_rule_references(index, rule, parts, source)
-        yield from _check_rule_can_match(index, rule, parts, source)
+        yield from _check_rule_can_match(index, rule, parts, families, source)
 
 
 def _check_rule_references(
@@ -277,20 +279,20 @@ def _check_rule_references(
 
 
 def _check_rule_can_match(
-    index: int, rule: Rule, parts: Parts, source: Source
+    index: int, rule: Rule, parts: Parts, families: Families, source: Source
 ) -> Iterator[Problem]:
     service_families = _service_families(rule, parts)
     for target, destination in enumerate(rule.to):
         path = ("rules", index, "to", target)
         for origin in rule.from_:
-            reason = _never_matches(origin, destination, parts)
-            if reason is None and service_families is not None:
-                common = _families(origin, parts) & _families(destination, parts)
-                if common and not common & service_families:
-                    reason = (
-                        f"its services are {_family_text(service_families)} only, "
-                        f"but '{origin}' and '{destination}' are {_family_text(common)}"
-                    )
+            reason = _never_matches(origin, destination, parts, families)
+            common = families.get(origin, BOTH) & families.get(destination, BOTH)
+            services_only = service_families if service_families is not None else common
+            if reason is None and common and not common & services_only:
+                reason = (
+                    f"its services are {_family_text(services_only)} only, "
+                    f"but '{origin}' and '{destination}' are {_family_text(common)}"
+                )
             if reason is not None:
                 yield source.problem(
                     path,
@@ -299,7 +301,7 @@ def _check_rule_can_match(
                 )
 
 
-def _never_matches(origin: str, destination: str, parts: Parts) -> str | None:
+def _never_matches(origin: str, destination: str, parts: Parts, families: Families) -> str | None:
     if origin == SELF and destination == SELF:
         return "the appliance's own loopback traffic is always allowed and never filtered"
     if origin == destination and origin in parts.endpoints:
@@ -312,11 +314,11 @@ def _never_matches(origin: str, destination: str, parts: Parts) -> str | None:
                 f"traffic within zone '{zone_a}' stays on interface role "
                 f"'{zone.interfaces[0]}' and never passes through the appliance"
             )
-    common = _families(origin, parts) & _families(destination, parts)
-    if not common:
+    mine, theirs = families.get(origin, BOTH), families.get(destination, BOTH)
+    if not mine & theirs:
         return (
-            f"'{origin}' is {_family_text(_families(origin, parts))} only and "
-            f"'{destination}' is {_family_text(_families(destination, parts))} only"
+            f"'{origin}' is {_family_text(mine)} only and "
+            f"'{destination}' is {_family_text(theirs)} only"
         )
     return None
 

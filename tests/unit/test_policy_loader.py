@@ -149,6 +149,15 @@ CASES = {
             "is IPv4 only and 'v6host' is IPv6 only"
         ],
     ),
+    "rule that can never match: ICMPv6 only between IPv4 zones": (
+        BASE.replace("allow: [https, ntp]", "allow: [ping6]").replace(
+            "  ntp: {udp: [123]}", "  ntp: {udp: [123]}\n  ping6: {icmpv6: [echo-request]}"
+        ),
+        [
+            "p.yaml:23:9: error: rule 'hubs-in' can never match from 'hubs' to 'self': its "
+            "services are IPv6 only, but 'hubs' and 'self' are IPv4"
+        ],
+    ),
     "endpoint outside its zone": (
         BASE + "endpoints:\n  printer: {zone: hubs, addresses: [10.99.0.5]}\n",
         [
