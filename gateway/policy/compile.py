@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from gateway.policy.addresses import Net, parse_net
+from gateway.policy.addresses import parse_net
 from gateway.policy.load import LoadedPolicy
 from gateway.policy.model import ANY, SELF, Policy, Rule, Service
 from gateway.policy.ruleset import NftChain, NftMap, NftSet, Origin, Table, render
@@ -79,14 +80,26 @@ def set_name(kind: str, name: str, version: int | None = None) -> str:
     return f"{kind}_{name}" + (f"_v{version}" if version else "")
 
 
-def collapse(nets: Iterable[Net]) -> list[Net]:
-    """Sorted networks with those inside another dropped (interval sets refuse overlaps)."""
-    kept: list[Net] = []
-    for net in sorted(nets, key=lambda n: (n.version, n.first, -n.last)):
-        last = kept[-1] if kept else None
-        if last is not None and last.version == net.version and net.last <= last.last:
-            continue
-        kept.append(net)
+class Addr(NamedTuple):
+    """An address or network in canonical text (as the model keeps it) and its IP version."""
+
+    version: int
+    text: str
+
+
+def collapse(texts: Iterable[str]) -> list[Addr]:
+    """Sorted networks with those inside another dropped (interval sets refuse overlaps).
+
+    Plain tuples sort without a key function: this runs once per address of large sites.
+    """
+    spans = sorted((n.version, n.first, -n.last, t) for t in texts for n in (parse_net(t),))
+    kept: list[Addr] = []
+    version_seen, reach = 0, -1
+    for version, _first, negative_last, text in spans:
+        if version == version_seen and -negative_last <= reach:
+            continue  # inside the network kept before it
+        kept.append(Addr(version, text))
+        version_seen, reach = version, -negative_last
     return kept
 
 
@@ -98,9 +111,9 @@ class _Builder:
         self.table = Table(comment=f"PlantGate policy for site '{self.policy.site.name}'")
         self.fqdn: list[FqdnBinding] = []
         self.dynamic: list[str] = []
-        self.zone_nets = {
-            name: collapse(parse_net(n) for n in zone.networks)
-            for name, zone in self.policy.zones.items()
+        self.zone_nets = {name: collapse(z.networks) for name, z in self.policy.zones.items()}
+        self.zone_versions = {
+            name: sorted({a.version for a in nets}) for name, nets in self.zone_nets.items()
         }
 
     def origin(self, what: str, path: tuple[str | int, ...]) -> Origin:
@@ -129,7 +142,7 @@ class _Builder:
     def _zone_sets(self) -> None:
         for name, nets in self.zone_nets.items():
             for version in (4, 6):
-                elements = [str(n) for n in nets if n.version == version]
+                elements = [a.text for a in nets if a.version == version]
                 if elements:
                     self.table.add_set(
                         NftSet(
@@ -143,7 +156,7 @@ class _Builder:
 
     def _endpoint_sets(self) -> None:
         for name, endpoint in self.policy.endpoints.items():
-            nets = collapse(parse_net(a) for a in endpoint.addresses)
+            nets = collapse(endpoint.addresses)
             versions = (4, 6) if endpoint.fqdn else sorted({n.version for n in nets})
             flags = ("interval", "timeout") if endpoint.fqdn else ("interval",)
             sets: dict[int, str] = {}
@@ -154,7 +167,7 @@ class _Builder:
                         sets[version],
                         ADDR_TYPE[version],
                         flags,
-                        [str(n) for n in nets if n.version == version],
+                        [a.text for a in nets if a.version == version],
                         self.origin(f"endpoint {name}", ("endpoints", name)),
                     )
                 )
@@ -220,7 +233,7 @@ class _Builder:
             if peer.endpoint:
                 versions &= set(self._endpoint_versions(peer.endpoint))
             if peer.zone is not None and self.zone_nets[peer.zone]:
-                versions &= {n.version for n in self.zone_nets[peer.zone]}
+                versions &= set(self.zone_versions[peer.zone])
         result: list[tuple[int | None, list[str]]] = []
         for version in sorted(versions):
             ip = IP[version]
@@ -376,9 +389,9 @@ class _Builder:
         if vmap.elements:
             self.table.maps[vmap.name] = vmap
             chain.add(f"{meta} vmap @{vmap.name}")
-        for zone, nets in self.zone_nets.items():  # zones bound to no interface
+        for zone, versions in self.zone_versions.items():  # zones bound to no interface
             if zone in targets and not self.policy.zones[zone].interfaces:
-                for version in sorted({n.version for n in nets}):
+                for version in versions:
                     chain.add(
                         f"{IP[version]} {direction} @{set_name('zone', zone, version)} "
                         f"goto {targets[zone]}"
@@ -400,7 +413,7 @@ class _Builder:
             verdict = f"goto {targets[zone]}" if zone in targets else "return"
             if verdict == "return" and catch_all not in targets:
                 continue
-            for version in sorted({n.version for n in self.zone_nets[zone]}):
+            for version in self.zone_versions[zone]:
                 chain.add(f"{IP[version]} {direction} @{set_name('zone', zone, version)} {verdict}")
         if catch_all is not None and catch_all in targets:
             chain.add(f"goto {targets[catch_all]}")
