@@ -30,19 +30,10 @@ from gateway.policy.errors import PolicyError
 from gateway.policy.load import load_text
 from gateway.policy.nft import Nft, NftError
 from gateway.policy.service import AppliedRecord, applied_policy_path, applied_record, apply_file
-from gateway.state import state_dir, write_atomic
+from gateway.state import ready_path, state_dir, write_atomic
 
 log = logging.getLogger("plantgated")
 RECORD_POLL_S = 2.0
-READY_FILE = Path("run") / "plantgated.ready"
-
-
-def ready_path(state: Path) -> Path:
-    """Written (with our pid) once the policy is loaded and names are resolved a first time.
-
-    Supervisors wait for it (the lab does; on the appliance it maps to sd_notify READY=1).
-    """
-    return state / READY_FILE
 
 
 class Daemon:

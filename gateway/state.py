@@ -35,3 +35,11 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o640) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def ready_path(state: Path) -> Path:
+    """Where plantgated writes its pid once the policy is loaded and names resolved once.
+
+    Supervisors wait for it (the lab does; on the appliance it maps to sd_notify READY=1).
+    """
+    return state / "run" / "plantgated.ready"

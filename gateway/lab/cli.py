@@ -12,14 +12,17 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.lab import lab, probe
-from gateway.lab.lab import LabError, LabStatus
+if TYPE_CHECKING:  # the lab pulls in pyroute2 and dnspython: load it only for lab commands
+    from gateway.lab import probe
+    from gateway.lab.lab import LabStatus
+
+DEFAULT_POLICY = Path("policies/lab.yaml")
 
 T = TypeVar("T")
 
@@ -45,6 +48,8 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _guarded(action: Callable[[], T]) -> T:
     """Run `action`, mapping bad input to exit 2 and operational failures to exit 1."""
+    from gateway.lab.lab import LabError
+
     try:
         return action()
     except ValueError as exc:
@@ -143,7 +148,7 @@ def up_cmd(
     prefix: PrefixOpt = "pg",
     policy: Annotated[
         Path, typer.Option("--policy", help="Policy YAML for plantgated in gw.")
-    ] = lab.DEFAULT_POLICY,
+    ] = DEFAULT_POLICY,
     no_daemon: Annotated[
         bool, typer.Option("--no-daemon", help="Do not start plantgated (no firewall in gw).")
     ] = False,
@@ -153,6 +158,8 @@ def up_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Build the lab (harmless when it is already up) and start its services."""
+    from gateway.lab import lab, probe
+
     _need_root()
     status = _guarded(lambda: lab.up(prefix, hubs, None if no_daemon else policy))
     results = (
@@ -175,6 +182,8 @@ def up_cmd(
 @lab_app.command("down")
 def down_cmd(prefix: PrefixOpt = "pg", as_json: JsonOpt = False) -> None:
     """Stop the lab's processes and remove its namespaces (works after a crash too)."""
+    from gateway.lab import lab
+
     _need_root()
     report = _guarded(lambda: lab.down(prefix))
     if as_json:
@@ -191,6 +200,8 @@ def down_cmd(prefix: PrefixOpt = "pg", as_json: JsonOpt = False) -> None:
 @lab_app.command("status")
 def status_cmd(prefix: PrefixOpt = "pg", as_json: JsonOpt = False) -> None:
     """Hosts, addresses, link states, running services and the lab directory."""
+    from gateway.lab import lab
+
     status = _guarded(lambda: lab.status(prefix))
     if as_json:
         _print_json(status.to_dict())
@@ -207,6 +218,8 @@ def exec_cmd(
     prefix: PrefixOpt = "pg",
 ) -> None:
     """Run a command on a lab host: plantgate lab exec hub1 -- ping -c1 gw.plant.test"""
+    from gateway.lab import lab
+
     _need_root()
     sys.stdout.flush()
     code = _guarded(lambda: lab.exec_in(prefix, host, command))

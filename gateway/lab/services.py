@@ -33,7 +33,6 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from gateway.daemon import ready_path
 from gateway.lab import topology
 from gateway.lab.netns import (
     namespace_exists,
@@ -41,6 +40,7 @@ from gateway.lab.netns import (
     pid_namespace_inode,
     socket_in_netns,
 )
+from gateway.state import ready_path
 
 ETC_NETNS = Path("/etc/netns")
 STOP_GRACE = 2.0

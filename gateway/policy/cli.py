@@ -14,12 +14,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from gateway.policy.apply import ApplyError
 from gateway.policy.errors import PolicyError, Position, Problem
 from gateway.policy.load import load_file
 from gateway.policy.model import Policy
-from gateway.policy.nft import NftError
-from gateway.policy.service import apply_file, compile_file
 from gateway.state import state_dir
 
 _START = Position(1, 1)
@@ -93,8 +90,10 @@ def check(file: FileArg, as_json: JsonOpt = False) -> None:
 @policy_app.command()
 def render(file: FileArg) -> None:
     """Print the nftables ruleset that `apply` would load."""
+    from gateway.policy.compile import compile_policy
+
     try:
-        _, compiled = compile_file(file)
+        compiled = compile_policy(load_file(file))
     except PolicyError as exc:
         _fail(exc.problems, 2, False)
     typer.echo(compiled.text, nl=False)
@@ -112,6 +111,11 @@ def apply(
     as_json: JsonOpt = False,
 ) -> None:
     """Load a policy into the kernel in one transaction (other tables untouched)."""
+    # The resolver and libnftables are needed by apply only; check and render stay light.
+    from gateway.policy.apply import ApplyError
+    from gateway.policy.nft import NftError
+    from gateway.policy.service import apply_file
+
     try:
         applied = apply_file(file, state_dir(state), user=user, resolve=not no_resolve)
     except PolicyError as exc:
