@@ -52,7 +52,7 @@ class Daemon:
         # Names are resolved right after, by the refresher; until then the previous table's
         # resolved addresses are carried over, so nothing that worked stops working.
         applied = await asyncio.to_thread(
-            apply_file, policy, self.state, user="plantgated", resolve=False
+            apply_file, policy, self.state, user="plantgated", resolve=False, nft=self.nft
         )
         log.info(
             "applied %s (%d rules) in %.0f ms",

@@ -32,6 +32,7 @@ from gateway.lab import netns, services, topology
 from gateway.lab.netns import LinkInfo, NamespaceNet, RouteInfo
 from gateway.lab.services import LabPaths, ServiceSpec
 from gateway.lab.topology import LabPlan
+from gateway.state import ENV_STATE_DIR
 
 DEFAULT_ROOT = Path("/run/plantgate/lab")
 DEFAULT_POLICY = Path("policies/lab.yaml")
@@ -432,8 +433,12 @@ def _service_statuses(
     return tuple(result)
 
 
-def exec_in(prefix: str, host: str, argv: Sequence[str]) -> int:
-    """Run `argv` on lab host `host` (stdio inherited); returns the command's exit code."""
+def exec_in(prefix: str, host: str, argv: Sequence[str], root: Path | None = None) -> int:
+    """Run `argv` on lab host `host` (stdio inherited); returns the command's exit code.
+
+    On `gw`, PLANTGATE_STATE_DIR points at the lab daemon's state directory (unless already
+    set), so `plantgate policy ...` there acts on the same state as the lab's plantgated.
+    """
     topology.validate_prefix(prefix)
     if not topology.is_lab_host(host):
         raise ValueError(f"unknown lab host {host!r}: expected gw, hubsw, plant, upstream or hubN")
@@ -445,4 +450,7 @@ def exec_in(prefix: str, host: str, argv: Sequence[str]) -> int:
             f"lab {prefix!r} has no host {host!r} (namespace {namespace} missing); is it up?"
         )
     command = [services.find_binary("ip"), "netns", "exec", namespace, *argv]
-    return subprocess.run(command, check=False).returncode
+    env = dict(os.environ)
+    if host == "gw":
+        env.setdefault(ENV_STATE_DIR, str(lab_paths(prefix, root).gw_state))
+    return subprocess.run(command, check=False, env=env).returncode

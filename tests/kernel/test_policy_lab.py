@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -343,6 +344,35 @@ def test_established_connection_survives_an_apply_that_closes_its_port(
             gw, "policy", "apply", str(LAB_POLICY), "--state-dir", str(policed.root / "restore")
         )
         assert restored.returncode == 0, restored.stderr
+
+
+def test_daemon_follows_an_apply_made_in_the_lab_and_resolves_its_names(
+    policed: Lab, tmp_path: Path
+) -> None:
+    gw = policed.ns("gw")
+    extended = tmp_path / "lab.yaml"
+    text = LAB_POLICY.read_text()
+    text = text.replace(
+        "\nservices:\n",
+        "\n  dns-name:\n    zone: internet\n    fqdn: [dns.upstream.test]\n\nservices:\n",
+    )
+    text = text.replace(
+        "\ndefaults:\n",
+        "\n  - {name: dns-by-name, from: self, to: dns-name, allow: [dns]}\n\ndefaults:\n",
+    )
+    extended.write_text(text)
+    argv = [sys.executable, "-m", "gateway.cli", "policy", "apply", "--no-resolve", str(extended)]
+    try:
+        assert lab_ops.exec_in(policed.prefix, "gw", argv, root=policed.root) == 0
+
+        def resolved() -> bool:
+            values = [e.get("elem", {}).get("val") for e in set_elements(gw, "ep_dns-name_v4")]
+            return topology.DNS_ADDR in values
+
+        assert _wait_for(resolved), "plantgated did not pick up the new policy's FQDN endpoint"
+    finally:
+        restore = [*argv[:-2], str(LAB_POLICY)]
+        assert lab_ops.exec_in(policed.prefix, "gw", restore, root=policed.root) == 0
 
 
 def _gone(pid: int) -> bool:
