@@ -195,8 +195,8 @@ def notes(traffic: TrafficRun | None, memory: Sequence[MemoryResult] = ()) -> li
         "per hub in the input chain (input path only, so it understates a full rule-list "
         "firewall).",
         "raw and naive include nft's process start; ours runs in-process with a fresh "
-        "libnftables context and, like every apply, first lists the live table to carry "
-        "run-time set elements over; the CLI adds interpreter start, imports, load and "
+        "libnftables context and, like every apply, first lists the live run-time sets to "
+        "carry their elements over; the CLI adds interpreter start, imports, load and "
         "writing the state files.",
     ]
     if traffic is not None:
