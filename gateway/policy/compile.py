@@ -329,11 +329,12 @@ class _Builder:
                 base.add(f"jump {classifier}")
             else:  # nothing is allowed in this direction: no classification needed
                 del self.table.chains[classifier]
-            base.add(
-                f"limit rate {defaults.log_rate} burst {defaults.log_burst} packets "
-                f'log prefix "pg drop {hook}: " group {defaults.log_group} '
-                f"snaplen {defaults.log_snaplen}"
-            )
+            if defaults.log_drops:
+                base.add(
+                    f"limit rate {defaults.log_rate} burst {defaults.log_burst} packets "
+                    f'log prefix "pg drop {hook}: " group {defaults.log_group} '
+                    f"snaplen {defaults.log_snaplen}"
+                )
             verdict = getattr(defaults, hook)
             final = "reject with icmpx admin-prohibited" if verdict == "reject" else "drop"
             base.add(f"counter {final}", note=f"default: {verdict} everything else")
@@ -343,11 +344,12 @@ class _Builder:
         chain.hook, chain.priority, chain.policy = "prerouting", "raw", "accept"
         chain.add("iif lo accept")
         chain.add("ip6 saddr :: accept", note="IPv6 duplicate address detection")
-        group = self.policy.defaults.log_group
-        chain.add(
-            f"fib saddr . iif oif missing limit rate {self.policy.defaults.log_rate} "
-            f'log prefix "pg drop rpf: " group {group}'
-        )
+        defaults = self.policy.defaults
+        if defaults.log_drops:
+            chain.add(
+                f"fib saddr . iif oif missing limit rate {defaults.log_rate} "
+                f'log prefix "pg drop rpf: " group {defaults.log_group}'
+            )
         chain.add("fib saddr . iif oif missing counter drop", note="reverse path filter")
 
     def _classifier(self, hook: str, leaves: set[str]) -> str:

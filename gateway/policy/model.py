@@ -27,6 +27,7 @@ from gateway.policy.errors import did_you_mean
 from gateway.policy.source import describe_kind
 
 SELF = "self"  # the appliance itself, in a rule's from/to
+ZoneKind = Literal["hubs", "plant", "internet", "support", "other"]
 ANY = "any"  # any zone, in a rule's from/to
 RESERVED_NAMES = frozenset({SELF, ANY})
 
@@ -177,6 +178,11 @@ class Zone(_Strict):
     """
 
     description: str = ""
+    kind: ZoneKind = Field(
+        default="other",
+        description="What the zone is, for risk checks in `policy plan`: hubs, plant, "
+        "internet, support or other.",
+    )
     interfaces: list[Name] = Field(default_factory=list, description="Interface roles.")
     networks: list[Network] = Field(default_factory=list)
 
@@ -241,6 +247,9 @@ class Defaults(_Strict):
     input: Literal["drop", "reject"] = "drop"
     forward: Literal["drop", "reject"] = "drop"
     output: Literal["drop", "reject"] = "drop"
+    log_drops: bool = Field(
+        default=True, description="Send dropped packets (rate-limited) to NFLOG for the watcher."
+    )
     log_group: int = Field(default=1, ge=0, le=65535, description="NFLOG group for drops.")
     log_rate: Rate = "10/second"
     log_burst: int = Field(default=20, ge=1, le=100_000)

@@ -147,3 +147,9 @@ def test_ipv6_networks_get_their_own_sets() -> None:
 def test_reject_default() -> None:
     text = compile_policy(load(BASE + "defaults: {input: reject}\n")).text
     assert "counter reject with icmpx admin-prohibited" in text
+
+
+def test_drop_logging_can_be_turned_off() -> None:
+    text = compile_policy(load(BASE + "defaults: {log_drops: false}\n")).text
+    assert "log prefix" not in text
+    assert "counter drop comment" in text
