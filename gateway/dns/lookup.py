@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import dns.exception
 import dns.message
@@ -77,18 +78,30 @@ def _negative_ttl(response: dns.message.Message | None) -> int:
 
 
 def resolve_due(schedule: Schedule, lookup: DnsLookup, now: float) -> dict[str, list[Element]]:
-    """Make every due lookup; return the elements to install, per set."""
+    """Make every due lookup, concurrently; return the elements to install, per set.
+
+    Concurrent so that a dead resolver costs one timeout, not one per name: an apply or a
+    revert must not wait 2 s for each of a dozen names.
+    """
+    due = schedule.due(now)
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(due)))) as pool:
+        outcomes = list(pool.map(lambda key: _lookup_or_error(lookup, *key), due))
     elements: dict[str, list[Element]] = {}
-    for name, version in schedule.due(now):
-        try:
-            answer = lookup.lookup(name, version)
-        except LookupFailed as exc:
+    for (name, version), outcome in zip(due, outcomes, strict=True):
+        if isinstance(outcome, LookupFailed):
             retry = schedule.record_failure(now, name, version)
-            log.warning("resolving %s failed, retry in %.0fs", exc, retry - now)
+            log.warning("could not resolve %s; retrying in %.0f s", outcome, retry - now)
             continue
-        for set_name, items in schedule.record(now, answer).items():
+        for set_name, items in schedule.record(now, outcome).items():
             elements.setdefault(set_name, []).extend(items)
     return elements
+
+
+def _lookup_or_error(lookup: DnsLookup, name: str, version: int) -> Answer | LookupFailed:
+    try:
+        return lookup.lookup(name, version)
+    except LookupFailed as exc:
+        return exc
 
 
 def resolve_all(bindings: Iterable[FqdnBinding], policy: Policy) -> dict[str, list[Element]]:
