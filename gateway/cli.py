@@ -5,9 +5,13 @@ Each area is a Typer sub-app in its own package; this module only mounts them.
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
+from gateway.audit_cli import audit_app
 from gateway.lab.cli import lab_app
+from gateway.policy import cli_revisions
 from gateway.policy.cli import policy_app
 
 app = typer.Typer(
@@ -16,11 +20,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+cli_revisions.register(policy_app)
 app.add_typer(policy_app, name="policy")
 app.add_typer(lab_app, name="lab")
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:
+    # Library warnings (a name that did not resolve) read as one line each, not as tracebacks.
+    logging.basicConfig(level=logging.WARNING, format="plantgate: %(levelname)s: %(message)s")
     app()
 
 

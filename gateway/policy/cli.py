@@ -104,6 +104,16 @@ def apply(
     file: FileArg,
     state: StateOpt = None,
     user: Annotated[str | None, typer.Option("--user", help="Who applies (default: you).")] = None,
+    message: Annotated[str, typer.Option("--message", "-m", help="Why (kept in history).")] = "",
+    confirm_within: Annotated[
+        float | None,
+        typer.Option(
+            "--confirm-within",
+            min=5,
+            max=86400,
+            help="Revert unless `policy confirm` arrives within SECONDS.",
+        ),
+    ] = None,
     no_resolve: Annotated[
         bool,
         typer.Option("--no-resolve", help="Skip resolving names now; the daemon fills FQDN sets."),
@@ -114,36 +124,47 @@ def apply(
     # The resolver and libnftables are needed by apply only; check and render stay light.
     from gateway.policy.apply import ApplyError
     from gateway.policy.nft import NftError
-    from gateway.policy.service import apply_file
+    from gateway.policy.operations import OperationError, apply_file
 
     try:
-        applied = apply_file(file, state_dir(state), user=user, resolve=not no_resolve)
+        applied = apply_file(
+            file,
+            state_dir(state),
+            user=user,
+            message=message,
+            confirm_within=confirm_within,
+            resolve=not no_resolve,
+        )
     except PolicyError as exc:
         _fail(exc.problems, 2, as_json)
     except ApplyError as exc:
         _fail(exc.problems, 1, as_json, {"detail": exc.detail})
-    except (NftError, OSError) as exc:
-        problem = Problem(str(file), _START, f"apply failed: {exc}")
-        _fail([problem], 1, as_json)
+    except (OperationError, NftError, OSError) as exc:
+        _fail([Problem(str(file), _START, f"apply failed: {exc}")], 1, as_json)
+    revision, report = applied.revision, applied.report
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "ok": True,
-                    **asdict(applied.record),
-                    "carried": applied.report.carried,
-                    "resolved": applied.report.resolved,
+                    "revision": asdict(revision),
+                    "carried": report.carried,
+                    "resolved": report.resolved,
                 }
             )
         )
         return
     _report(applied.loaded.warnings)
-    record, report = applied.record, applied.report
     typer.echo(
-        f"applied {file} ({record.rules} rules, sha256 {record.sha256[:12]}) in "
-        f"{report.seconds * 1000:.0f} ms; {report.resolved} addresses resolved, "
-        f"{report.carried} run-time elements carried over"
+        f"applied {file} as revision {revision.number} ({len(applied.loaded.policy.rules)} "
+        f"rules, sha256 {revision.sha256[:12]}) in {report.seconds * 1000:.0f} ms; "
+        f"{report.resolved} addresses resolved, {report.carried} run-time elements carried over"
     )
+    if revision.deadline:
+        typer.echo(
+            f"PENDING: run `plantgate policy confirm` before {revision.deadline} "
+            "or it is reverted to the last confirmed revision"
+        )
 
 
 @policy_app.command()

@@ -107,6 +107,19 @@ class Nft:
             self._nft.set_json_output(False)
         return {"nftables": items}
 
+    def table_listing(self) -> str | None:
+        """The live table as `nft -s list table` prints it (no counters); None if absent."""
+        self._nft.set_stateless_output(True)
+        try:
+            rc, out, err = self._nft.cmd(f"list table {TABLE_FAMILY} {TABLE_NAME}")
+        finally:
+            self._nft.set_stateless_output(False)
+        if rc != 0:
+            if "No such file or directory" in err:
+                return None
+            raise NftError(err, [])
+        return str(out)
+
 
 def _locate(stderr: str, path: str) -> list[tuple[int, int, str]]:
     found = []

@@ -1,0 +1,301 @@
+"""Safe policy operations on top of the revision store: apply, confirm, revert, rollback,
+restore. Each is audited and announced as an event.
+
+Commit-confirm: `apply(..., confirm_within=S)` loads the policy as a *pending* revision and
+schedules a revert outside this process (see `watchdog.py`). Unless `confirm` arrives before
+the deadline, the last confirmed revision is loaded again, even if the applying process was
+killed and even if plantgated is not running.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gateway.audit import AuditLog
+from gateway.events import Event, send_event, utc_now
+from gateway.policy.apply import ApplyReport, apply_compiled
+from gateway.policy.compile import Compiled, compile_policy
+from gateway.policy.load import LoadedPolicy, load_file, load_text
+from gateway.policy.nft import Nft
+from gateway.policy.revisions import Kind, Revision, RevisionStore
+from gateway.policy.watchdog import cancel_revert, schedule_revert
+
+SOURCE = "plantgate"
+
+
+class OperationError(Exception):
+    """The operation cannot be done in the current state (exit 1); nothing changed."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    loaded: LoadedPolicy
+    compiled: Compiled
+    report: ApplyReport
+    revision: Revision
+
+
+def invoking_user() -> str:
+    """The person behind the command: sudo's caller if any, else the login name."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def compile_file(path: str | Path) -> tuple[LoadedPolicy, Compiled]:
+    loaded = load_file(path)
+    return loaded, compile_policy(loaded)
+
+
+def compile_revision(store: RevisionStore, revision: Revision) -> tuple[LoadedPolicy, Compiled]:
+    """A stored revision's policy, compiled again (comments cite its original file name)."""
+    loaded = load_text(store.policy_text(revision.number), revision.file)
+    return loaded, compile_policy(loaded)
+
+
+def apply_file(
+    path: str | Path,
+    state: Path,
+    *,
+    user: str | None = None,
+    message: str = "",
+    confirm_within: float | None = None,
+    resolve: bool = True,
+    nft: Nft | None = None,
+) -> Applied:
+    """Validate, compile and load a policy file as a new revision."""
+    loaded, compiled = compile_file(path)
+    store = RevisionStore(state)
+    with store.locked():
+        return _load_as_revision(
+            store,
+            loaded,
+            compiled,
+            nft or Nft(),
+            user=user or invoking_user(),
+            message=message,
+            kind="apply",
+            confirm_within=confirm_within,
+            resolve=resolve,
+        )
+
+
+def rollback(
+    state: Path,
+    number: int | None = None,
+    *,
+    user: str | None = None,
+    message: str = "",
+    confirm_within: float | None = None,
+    nft: Nft | None = None,
+) -> Applied:
+    """Load an earlier revision's policy again, as a new revision (default: the previous)."""
+    store = RevisionStore(state)
+    with store.locked():
+        target = _rollback_target(store, number)
+        loaded, compiled = compile_revision(store, target)
+        note = message or f"rollback to revision {target.number}"
+        return _load_as_revision(
+            store,
+            loaded,
+            compiled,
+            nft or Nft(),
+            user=user or invoking_user(),
+            message=note,
+            kind="rollback",
+            of=target.number,
+            confirm_within=confirm_within,
+        )
+
+
+def confirm(state: Path, *, user: str | None = None) -> Revision:
+    """Keep the pending revision; refused once its deadline has passed."""
+    store = RevisionStore(state)
+    with store.locked():
+        pending = store.pending()
+        if pending is None:
+            raise OperationError(_nothing_pending(store))
+        deadline = pending.deadline_at()
+        now = utc_now()
+        if deadline is not None and now >= deadline:
+            # The contract is "reverted after the deadline": if no watchdog got to it yet,
+            # this refused confirm does the revert itself before saying so.
+            revert = _revert_locked(store, pending, deadline, Nft())
+            late = (now - deadline).total_seconds()
+            raise OperationError(
+                f"too late: the confirm window of revision {pending.number} closed at "
+                f"{deadline:%H:%M:%S} UTC ({late:.0f} s ago); revision {revert.of} is loaded "
+                f"again (revision {revert.number})"
+            )
+        confirmed = replace(pending, status="confirmed")
+        store.save(confirmed)
+        cancel_revert(pending.watchdog)
+        _record(state, user or invoking_user(), "policy.confirmed", confirmed)
+        return confirmed
+
+
+def _nothing_pending(store: RevisionStore) -> str:
+    """Why there is nothing to confirm, naming a revert that came first if there was one."""
+    current = store.current()
+    if current is not None and current.kind == "revert":
+        reverted = next(
+            (
+                r
+                for r in reversed(store.all())
+                if r.status == "reverted" and r.number < current.number
+            ),
+            None,
+        )
+        if reverted is not None and reverted.deadline_at() is not None:
+            closed = reverted.deadline_at()
+            assert closed is not None
+            return (
+                f"too late: the confirm window of revision {reverted.number} closed at "
+                f"{closed:%H:%M:%S} UTC; it was reverted (revision {current.number} loads "
+                f"revision {current.of} again)"
+            )
+    return "nothing to confirm: no revision is pending"
+
+
+def revert_if_unconfirmed(state: Path, number: int, *, nft: Nft | None = None) -> Revision | None:
+    """If revision `number` is still pending past its deadline, load the last confirmed one.
+
+    Returns the revert revision, or None when there is nothing to do (confirmed meanwhile,
+    already reverted or superseded, or the deadline has not come yet).
+    """
+    store = RevisionStore(state)
+    with store.locked():
+        pending = store.get(number)
+        deadline = pending.deadline_at() if pending else None
+        if pending is None or pending.status != "pending" or deadline is None:
+            return None
+        if utc_now() < deadline:
+            return None
+        return _revert_locked(store, pending, deadline, nft or Nft())
+
+
+def _revert_locked(
+    store: RevisionStore, pending: Revision, deadline: datetime.datetime, nft: Nft
+) -> Revision:
+    """Load the last confirmed revision before `pending` again; the caller holds the lock."""
+    target = store.last_confirmed(before=pending.number)
+    if target is None:
+        raise OperationError(f"revision {pending.number} has no confirmed revision to revert to")
+    loaded, compiled = compile_revision(store, target)
+    store.save(replace(pending, status="reverted"))
+    note = (
+        f"automatic revert: revision {pending.number} was not confirmed by {deadline:%H:%M:%S} UTC"
+    )
+    applied = _load_as_revision(
+        store,
+        loaded,
+        compiled,
+        nft,
+        user="plantgate-watchdog",
+        message=note,
+        kind="revert",
+        of=target.number,
+        resolve=False,  # a revert must be quick; carry-over keeps names
+    )
+    return applied.revision
+
+
+def restore(state: Path, *, nft: Nft | None = None) -> Revision:
+    """Load the last confirmed revision (at boot, before interfaces come up)."""
+    store = RevisionStore(state)
+    with store.locked():
+        target = store.last_confirmed()
+        if target is None:
+            raise OperationError("no confirmed revision to restore")
+        loaded, compiled = compile_revision(store, target)
+        apply_compiled(compiled, nft or Nft(), loaded.file)
+        store.set_current(target.number)
+        _record(state, "plantgate-boot", "policy.restored", target)
+        return target
+
+
+def _rollback_target(store: RevisionStore, number: int | None) -> Revision:
+    if number is not None:
+        target = store.get(number)
+        if target is None:
+            known = ", ".join(str(r.number) for r in store.all()) or "none"
+            raise OperationError(f"no revision {number} (revisions: {known})")
+        return target
+    current = store.current()
+    target = store.last_confirmed(before=current.number if current else None)
+    if target is None:
+        raise OperationError("no earlier confirmed revision to roll back to")
+    return target
+
+
+def _load_as_revision(
+    store: RevisionStore,
+    loaded: LoadedPolicy,
+    compiled: Compiled,
+    nft: Nft,
+    *,
+    user: str,
+    message: str,
+    kind: Kind,
+    of: int | None = None,
+    confirm_within: float | None = None,
+    resolve: bool = True,
+) -> Applied:
+    """Load into the kernel, then record the revision, audit it and announce it (locked)."""
+    if confirm_within is not None and store.last_confirmed() is None:
+        raise OperationError(
+            "nothing confirmed to go back to: apply once without --confirm-within first"
+        )
+    from gateway.dns.lookup import resolve_all  # dnspython: only when names are resolved
+
+    resolved = resolve_all(compiled.fqdn, loaded.policy) if resolve else {}
+    report = apply_compiled(compiled, nft, loaded.file, resolved)
+    superseded = store.pending()
+    if superseded is not None:
+        store.save(replace(superseded, status="superseded"))
+        cancel_revert(superseded.watchdog)
+    deadline = utc_now() + datetime.timedelta(seconds=confirm_within) if confirm_within else None
+    draft = Revision(
+        number=0,
+        created=utc_now().isoformat(),
+        user=user,
+        message=message,
+        sha256=hashlib.sha256(loaded.source.text.encode()).hexdigest(),
+        file=loaded.file,
+        kind=kind,
+        of=of,
+        status="pending" if deadline else "confirmed",
+        deadline=deadline.isoformat() if deadline else None,
+        seconds=round(report.seconds, 4),
+    )
+    revision = store.add(draft, loaded.source.text, compiled.text, nft.table_listing())
+    if deadline is not None:
+        revision = replace(
+            revision, watchdog=schedule_revert(store.state, revision.number, deadline)
+        )
+        store.save(revision)
+    action = {
+        "apply": "policy.applied",
+        "rollback": "policy.rolled_back",
+        "revert": "policy.reverted",
+    }[kind]
+    _record(store.state, user, action, revision)
+    return Applied(loaded, compiled, report, revision)
+
+
+def _record(state: Path, user: str, action: str, revision: Revision) -> None:
+    details = {
+        "revision": revision.number,
+        "sha256": revision.sha256,
+        "file": revision.file,
+        "status": revision.status,
+        "message": revision.message,
+        "kind": revision.kind,
+        "of": revision.of,
+        "deadline": revision.deadline,
+    }
+    AuditLog(state).append(user, action, details)
+    send_event(state, Event(action, SOURCE, {"user": user, **details}))

@@ -1,0 +1,239 @@
+"""Revisions, commit-confirm, rollback and restore against a real kernel.
+
+Each test gets a throwaway namespace and state directory and runs the `plantgate` CLI in it
+as a user would. No plantgated runs here: the revert must happen without it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.lab import netns
+from tests.kernel.conftest import new_prefix
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = ROOT / "policies" / "lab.yaml"
+
+
+class Appliance:
+    """A namespace with a state directory, driven through the CLI."""
+
+    def __init__(self, namespace: str, state: Path) -> None:
+        self.namespace = namespace
+        self.state = state
+
+    def argv(self, *args: str) -> list[str]:
+        return [
+            "ip",
+            "netns",
+            "exec",
+            self.namespace,
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            *args,
+            "--state-dir",
+            str(self.state),
+        ]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args), capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
+
+    def apply(self, policy: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        result = self.cli("policy", "apply", str(policy), "--no-resolve", *extra)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    def history(self) -> list[dict[str, object]]:
+        revisions: list[dict[str, object]] = json.loads(
+            self.cli("policy", "history", "--json").stdout
+        )["revisions"]
+        return revisions
+
+    def ports_to_hubs(self) -> list[str]:
+        """The live elements of the appliance->hubs service set, as 'tcp . 9100'."""
+        out = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.namespace,
+                "nft",
+                "-j",
+                "list",
+                "set",
+                "inet",
+                "plantgate",
+                "svc_appliance-to-hubs",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        found = next(i["set"] for i in json.loads(out)["nftables"] if "set" in i)
+        return sorted(" . ".join(str(v) for v in e["concat"]) for e in found.get("elem", []))
+
+
+@pytest.fixture
+def appliance(tmp_path: Path) -> Iterator[Appliance]:
+    name = f"{new_prefix()}-rev"
+    netns.create_namespace(name)
+    try:
+        yield Appliance(name, tmp_path / "state")
+    finally:
+        for pid in netns.pids_in_namespace(name):  # stray watchdogs of a failed test
+            os.kill(pid, signal.SIGKILL)
+        netns.delete_namespace(name)
+
+
+def _variant(tmp_path: Path, name: str, ports: str) -> Path:
+    path = tmp_path / name
+    path.write_text(LAB.read_text().replace("allow: [hub-agent]", f"allow: [{ports}]"))
+    return path
+
+
+def _wait(predicate: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+BASELINE = ["tcp . 9100"]
+WIDER = ["tcp . 22", "tcp . 9100"]
+
+
+def test_unconfirmed_apply_is_reverted_even_after_sigkill_of_the_applier(
+    appliance: Appliance, tmp_path: Path
+) -> None:
+    appliance.apply(LAB, "-m", "baseline")
+    wider = _variant(tmp_path, "wider.yaml", "hub-agent, ssh")
+    applier = subprocess.Popen(
+        appliance.argv("policy", "apply", str(wider), "--no-resolve", "--confirm-within", "5"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    pending_meta = appliance.state / "policy" / "revisions" / "000002" / "meta.json"
+    assert _wait(pending_meta.exists, 30), "the pending revision was never recorded"
+    os.killpg(applier.pid, signal.SIGKILL)  # the applier and anything in its process group
+    applier.wait()
+    assert appliance.ports_to_hubs() == WIDER
+
+    assert _wait(lambda: len(appliance.history()) == 3, 12), "no automatic revert happened"
+    pending, revert = appliance.history()[1:]
+    assert pending["status"] == "reverted"
+    assert (revert["kind"], revert["of"], revert["user"]) == ("revert", 1, "plantgate-watchdog")
+    deadline = datetime.datetime.fromisoformat(str(pending["deadline"]))
+    reverted_at = datetime.datetime.fromisoformat(str(revert["created"]))
+    assert reverted_at - deadline < datetime.timedelta(seconds=2)
+    assert appliance.ports_to_hubs() == BASELINE
+
+
+def test_confirm_in_time_keeps_the_revision(appliance: Appliance, tmp_path: Path) -> None:
+    appliance.apply(LAB)
+    appliance.apply(_variant(tmp_path, "wider.yaml", "hub-agent, ssh"), "--confirm-within", "5")
+    status = appliance.cli("policy", "status")
+    assert "PENDING: revision 2 reverts at" in status.stdout
+    confirmed = appliance.cli("policy", "confirm")
+    assert confirmed.returncode == 0, confirmed.stderr
+    time.sleep(6)
+    assert [r["status"] for r in appliance.history()] == ["confirmed", "confirmed"]
+    assert appliance.ports_to_hubs() == WIDER
+    assert "PENDING" not in appliance.cli("policy", "status").stdout
+
+
+def test_confirm_after_the_deadline_is_refused_and_the_revert_stands(
+    appliance: Appliance, tmp_path: Path
+) -> None:
+    appliance.apply(LAB)
+    appliance.apply(_variant(tmp_path, "wider.yaml", "hub-agent, ssh"), "--confirm-within", "5")
+    time.sleep(6.5)
+    late = appliance.cli("policy", "confirm")
+    assert late.returncode == 1
+    assert "too late: the confirm window of revision 2 closed at" in late.stderr
+    assert "Traceback" not in late.stderr
+    assert appliance.ports_to_hubs() == BASELINE
+
+
+def test_confirm_with_nothing_pending_is_refused(appliance: Appliance) -> None:
+    appliance.apply(LAB)
+    result = appliance.cli("policy", "confirm")
+    assert result.returncode == 1
+    assert result.stderr == "plantgate policy: error: nothing to confirm: no revision is pending\n"
+
+
+def test_first_apply_cannot_be_a_commit_confirm(appliance: Appliance) -> None:
+    result = appliance.cli("policy", "apply", str(LAB), "--no-resolve", "--confirm-within", "30")
+    assert result.returncode == 1
+    assert "nothing confirmed to go back to" in result.stderr
+    assert appliance.history() == []
+
+
+def test_rollback_to_an_older_revision_and_history(appliance: Appliance, tmp_path: Path) -> None:
+    appliance.apply(LAB, "-m", "one")
+    appliance.apply(_variant(tmp_path, "two.yaml", "hub-agent, ssh"), "-m", "two")
+    appliance.apply(_variant(tmp_path, "three.yaml", "ssh"), "-m", "three")
+    assert appliance.ports_to_hubs() == ["tcp . 22"]
+    result = appliance.cli("policy", "rollback", "1")
+    assert result.returncode == 0, result.stderr
+    assert appliance.ports_to_hubs() == BASELINE
+    history = appliance.history()
+    assert [(r["number"], r["kind"], r["of"], r["message"]) for r in history] == [
+        (1, "apply", None, "one"),
+        (2, "apply", None, "two"),
+        (3, "apply", None, "three"),
+        (4, "rollback", 1, "rollback to revision 1"),
+    ]
+    assert appliance.cli("policy", "rollback").returncode == 0  # default: the previous one
+    assert appliance.ports_to_hubs() == ["tcp . 22"]
+    missing = appliance.cli("policy", "rollback", "42")
+    assert missing.returncode == 1
+    assert "no revision 42 (revisions: 1, 2, 3, 4, 5)" in missing.stderr
+
+
+def test_restore_loads_the_last_confirmed_revision(appliance: Appliance, tmp_path: Path) -> None:
+    appliance.apply(LAB)
+    appliance.apply(_variant(tmp_path, "wider.yaml", "hub-agent, ssh"))
+    subprocess.run(
+        ["ip", "netns", "exec", appliance.namespace, "nft", "delete", "table", "inet", "plantgate"],
+        check=True,
+    )
+    result = appliance.cli("policy", "restore")
+    assert result.returncode == 0, result.stderr
+    assert appliance.ports_to_hubs() == WIDER
+
+
+def test_every_change_is_audited_and_the_chain_verifies(
+    appliance: Appliance, tmp_path: Path
+) -> None:
+    appliance.apply(LAB, "--user", "alice", "-m", "initial")
+    appliance.apply(_variant(tmp_path, "wider.yaml", "hub-agent, ssh"), "--confirm-within", "5")
+    assert appliance.cli("policy", "confirm").returncode == 0
+    assert appliance.cli("policy", "rollback", "1").returncode == 0
+    shown = appliance.cli("audit", "show", "--json").stdout.splitlines()
+    entries = [json.loads(line) for line in shown]
+    assert [(e["actor"], e["action"]) for e in entries] == [
+        ("alice", "policy.applied"),
+        ("root", "policy.applied"),
+        ("root", "policy.confirmed"),
+        ("root", "policy.rolled_back"),
+    ]
+    verified = appliance.cli("audit", "verify")
+    assert verified.returncode == 0
+    assert "4 entries, hash chain verified" in verified.stdout
