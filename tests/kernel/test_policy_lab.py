@@ -370,6 +370,8 @@ def test_daemon_follows_an_apply_made_in_the_lab_and_resolves_its_names(
             return topology.DNS_ADDR in values
 
         assert _wait_for(resolved), "plantgated did not pick up the new policy's FQDN endpoint"
+        daemon_log = policed.root / policed.prefix / "plantgated.log"
+        assert "event policy.applied from plantgate:" in daemon_log.read_text()
     finally:
         restore = [*argv[:-2], str(LAB_POLICY)]
         assert lab_ops.exec_in(policed.prefix, "gw", restore, root=policed.root) == 0
