@@ -426,4 +426,6 @@ def run_probes(prefix: str, probes: Sequence[Probe], timeout: float = 1.0) -> li
             return [f.result() for f in futures]
     finally:
         for listener in listeners.values():
+            listener.stop.set()  # all first: each join then waits for at most one poll
+        for listener in listeners.values():
             _close_listener(listener)
