@@ -130,8 +130,11 @@ class _Builder:
         for index, rule in enumerate(self.policy.rules):
             for origin in rule.from_:
                 for destination in rule.to:
-                    src, dst = self._peer(origin), self._peer(destination)
-                    leaves.setdefault(self._leaf(src, dst), []).append((index, rule, src, dst))
+                    for src in self._peers(origin):
+                        for dst in self._peers(destination):
+                            if not self._same_segment(src, dst):
+                                leaf = self._leaf(src, dst)
+                                leaves.setdefault(leaf, []).append((index, rule, src, dst))
         for leaf, entries in leaves.items():
             chain = self.table.chain(leaf)
             for index, rule, src, dst in entries:
@@ -192,21 +195,35 @@ class _Builder:
 
     # -- rules --------------------------------------------------------------------------
 
-    def _peer(self, name: str) -> Peer:
-        if name in (SELF, ANY):
-            return Peer(name, None)
+    def _peers(self, name: str) -> list[Peer]:
+        """The zoned peers a rule's from/to name stands for.
+
+        `any` is every zone, and an endpoint without a zone is that endpoint in every zone:
+        nothing is ever accepted from or to an interface that is in no zone.
+        """
+        if name == SELF:
+            return [Peer(SELF, None)]
+        if name == ANY:
+            return [Peer(zone, zone) for zone in self.policy.zones]
         if name in self.policy.zones:
-            return Peer(name, name)
-        return Peer(name, self.policy.endpoints[name].zone, endpoint=name)
+            return [Peer(name, name)]
+        zone = self.policy.endpoints[name].zone
+        zones = [zone] if zone is not None else list(self.policy.zones)
+        return [Peer(name, z, endpoint=name) for z in zones]
+
+    def _same_segment(self, src: Peer, dst: Peer) -> bool:
+        """Both ends in one zone behind a single interface: never crosses the appliance."""
+        zone = self.policy.zones.get(src.zone or "")
+        return src.zone == dst.zone and zone is not None and len(zone.interfaces) == 1
 
     @staticmethod
     def _leaf(src: Peer, dst: Peer) -> str:
         """The chain a (from, to) pair lands in; classification jumps there."""
         if dst.name == SELF:
-            return f"in_{src.zone or ANY}"
+            return f"in_{src.zone}"
         if src.name == SELF:
-            return f"out_{dst.zone or ANY}"
-        return f"fwd_{src.zone or ANY}_{dst.zone or ANY}"
+            return f"out_{dst.zone}"
+        return f"fwd_{src.zone}_{dst.zone}"
 
     def _emit_rule(self, chain: NftChain, index: int, rule: Rule, src: Peer, dst: Peer) -> None:
         origin = Origin(rule.name, self.file, self.loaded.rule_line(index))
@@ -356,32 +373,26 @@ class _Builder:
         """The chain that sorts a hook's packets into zones (returns its name)."""
         if hook != "forward":
             prefix, side = ("in", "src") if hook == "input" else ("out", "dst")
-            targets, any_leaf = self._leaves_under(f"{prefix}_", leaves)
-            return self._dispatch(prefix, side, targets, any_leaf=any_leaf)
+            return self._dispatch(prefix, side, self._leaves_under(f"{prefix}_", leaves))
         sources: dict[str, str] = {}
-        for src in [*self.policy.zones, ANY]:
-            targets, any_leaf = self._leaves_under(f"fwd_{src}_", leaves)
-            if targets or any_leaf:
-                sources[src] = self._dispatch(f"fwd_{src}", "dst", targets, any_leaf=any_leaf)
-        fwd_any = sources.pop(ANY, None)
-        return self._dispatch("fwd", "src", sources, any_leaf=fwd_any)
+        for src in self.policy.zones:
+            targets = self._leaves_under(f"fwd_{src}_", leaves)
+            if targets:
+                sources[src] = self._dispatch(f"fwd_{src}", "dst", targets)
+        return self._dispatch("fwd", "src", sources)
 
-    def _leaves_under(self, prefix: str, leaves: set[str]) -> tuple[dict[str, str], str | None]:
-        """Zone -> leaf chain for the leaves named `<prefix><zone>`, and `<prefix>any`."""
-        targets = {z: f"{prefix}{z}" for z in self.policy.zones if f"{prefix}{z}" in leaves}
-        return targets, f"{prefix}{ANY}" if f"{prefix}{ANY}" in leaves else None
+    def _leaves_under(self, prefix: str, leaves: set[str]) -> dict[str, str]:
+        """Zone -> leaf chain, for the leaves named `<prefix><zone>`."""
+        return {z: f"{prefix}{z}" for z in self.policy.zones if f"{prefix}{z}" in leaves}
 
-    def _dispatch(
-        self, prefix: str, side: str, targets: dict[str, str], *, any_leaf: str | None
-    ) -> str:
+    def _dispatch(self, prefix: str, side: str, targets: dict[str, str]) -> str:
         """Chain `<prefix>_classify`: interface vmap, then address sets, then `goto` a zone.
 
         `targets` maps zones to the chain their packets go to; zones without a target still
         get a `return` where needed, so an interface's catch-all zone never claims them.
+        Interfaces the policy does not name are not in the map: their packets are in no zone.
         """
         chain = self.table.chain(f"{prefix}_classify")
-        if any_leaf is not None:
-            chain.add(f"jump {any_leaf}")
         meta, direction = ("iifname", "saddr") if side == "src" else ("oifname", "daddr")
         vmap = NftMap(f"{prefix}_{meta}", "ifname")
         for role, kernel in self.policy.interfaces.items():
@@ -391,13 +402,6 @@ class _Builder:
         if vmap.elements:
             self.table.maps[vmap.name] = vmap
             chain.add(f"{meta} vmap @{vmap.name}")
-        for zone, versions in self.zone_versions.items():  # zones bound to no interface
-            if zone in targets and not self.policy.zones[zone].interfaces:
-                for version in versions:
-                    chain.add(
-                        f"{IP[version]} {direction} @{set_name('zone', zone, version)} "
-                        f"goto {targets[zone]}"
-                    )
         return chain.name
 
     def _interface_chain(

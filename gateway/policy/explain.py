@@ -15,12 +15,12 @@ What is mirrored, in the order the kernel walks it:
 3. input and output: IPv6 neighbour discovery is accepted (its hop limit is assumed to be
    255, as ND requires); input then drops a destination that is not an address of the
    arriving interface (`strict_destination`, the strong host model).
-4. classification: rules from or to `any` (and zone-less endpoints) are tried first, on any
-   interface; then the source (input, forward) is placed in a zone on the arriving interface,
+4. classification: the source (input, forward) is placed in a zone on the arriving interface,
    the destination (output, forward) on the leaving one: the first zone with networks on that
    interface (or bound to no interface) that contains the address, in policy order, else the
    interface's catch-all zone. A zone with networks claims its addresses even when no rule
-   uses it. On an interface the policy does not name only zones bound to no interface apply.
+   uses it. An interface the policy does not name is in no zone; `any` means any zone and an
+   endpoint without a zone matches in any zone, so nothing on such an interface is accepted.
 5. a rule entry (one from/to pair of a rule) matches when both peers match, the service
    holds the protocol and port (or ICMP type), the IP version fits, and its gate, if any, is
    open for exactly this source and destination. Every rule allows, so the verdict does not
@@ -446,15 +446,6 @@ class _Entry:
             return "output"
         return "forward"
 
-    def rank(self) -> int:
-        """Where the kernel walks this entry's chain: `any` leaves come first."""
-        src_zoned, dst_zoned = self.src.zone is not None, self.dst.zone is not None
-        if self.hook == "input":
-            return int(src_zoned)
-        if self.hook == "output":
-            return int(dst_zoned)
-        return 2 * src_zoned + dst_zoned
-
 
 @dataclass(frozen=True)
 class _Route:
@@ -599,13 +590,14 @@ class Explainer:
 
     def classify(self, addr: Address, ifname: str | None) -> str | None:
         """The zone the ruleset puts `addr` in on interface `ifname` (None: no zone)."""
-        zones = self.policy.zones
         role = self.role_of.get(ifname or "")
-        for name, zone in zones.items():
-            here = not zone.interfaces or (role is not None and role in zone.interfaces)
+        if role is None:
+            return None  # an interface the policy does not name is in no zone
+        for name, zone in self.policy.zones.items():
+            here = not zone.interfaces or role in zone.interfaces
             if here and zone.networks and _contains(self.zone_spans[name], addr) is not None:
                 return name
-        return self.catch_all.get(role) if role is not None else None
+        return self.catch_all.get(role)
 
     def endpoint_addresses(self, name: str, ctx: Context) -> list[str]:
         endpoint = self.policy.endpoints[name]
@@ -759,9 +751,7 @@ class Explainer:
     ) -> Explanation:
         gates = {(g, s, d) for g, s, d in (_canonical_gate(x) for x in ctx.open_gates)}
         scored = [(self._mismatches(e, flow, src, dst, sides, ctx, gates), e) for e in self.entries]
-        matched = sorted(
-            (e for reasons, e in scored if not reasons), key=lambda e: (e.rank(), e.order)
-        )
+        matched = sorted((e for reasons, e in scored if not reasons), key=lambda e: e.order)
         if matched and blocker is None:
             return self._accepted(flow, src, dst, sides, matched[0])
         decision = blocker or self._default(flow, src.version, sides)
@@ -883,10 +873,23 @@ class Explainer:
         if not reasons and entry.versions is not None and src.version not in entry.versions:
             only = " and ".join(f"IPv{v}" for v in sorted(entry.versions)) or "no IP version"
             reasons.append(f"for {entry.src.name} → {entry.dst.name} the rule covers {only} only")
+        if not reasons and self._same_segment(sides):
+            zone = sides.source.zone
+            reasons.append(
+                f"both ends are in zone '{zone}' behind one interface: such traffic "
+                "never crosses the appliance, so no rule is generated for it"
+            )
         gate = entry.rule.gate
         if gate is not None and (gate, src.text, dst.text) not in gates:
             reasons.append(_gate_reason(gate, src, dst))
         return reasons
+
+    def _same_segment(self, sides: _Sides) -> bool:
+        """Forwarded within one zone bound to a single interface (the compiler skips these)."""
+        src, dst = sides.source.zone, sides.destination.zone
+        zone = self.policy.zones.get(src or "")
+        one_interface = zone is not None and len(zone.interfaces) == 1
+        return sides.hook == "forward" and src == dst and one_interface
 
     def _peer_reason(
         self, kind: str, peer: _Peer, addr: Address, side: Side, ctx: Context
@@ -901,6 +904,11 @@ class Explainer:
             never = " ('any' never means the appliance)" if peer.name == ANY else ""
             return (
                 f"{kind} {addr} is the appliance; the rule allows {direction} '{peer.name}'{never}"
+            )
+        if side.zone is None and peer.zone is None:
+            return (
+                f"{kind} {addr} is in no zone on {side.interface}; "
+                f"'{peer.name}' means {'any zone' if peer.name == ANY else 'in any zone'}"
             )
         if peer.name == ANY:
             return None

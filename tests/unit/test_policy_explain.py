@@ -386,7 +386,7 @@ def test_any_matches_every_zone_but_never_the_appliance() -> None:
     )
 
 
-def test_an_any_rule_decides_before_a_zone_rule_as_the_kernel_walks_them() -> None:
+def test_the_first_matching_rule_in_file_order_decides() -> None:
     extra = """\
   - name: https-from-anywhere
     from: any
@@ -395,10 +395,10 @@ def test_an_any_rule_decides_before_a_zone_rule_as_the_kernel_walks_them() -> No
 """
     result = base(extra).explain(flow("10.10.0.5", "10.10.0.1", "tcp/443"), Context(BASE_SELF))
     assert result.decision.rule is not None
-    assert result.decision.rule.name == "https-from-anywhere"  # in_any is jumped to first
+    assert result.decision.rule.name == "hubs-in"  # both land in in_hubs; file order decides
 
 
-def test_an_interface_the_policy_does_not_name() -> None:
+def test_any_means_any_zone_so_an_unnamed_interface_gets_nothing() -> None:
     floating = "  floating: {networks: [10.99.0.0/16]}\nservices:\n"
     rules = (
         "  - {name: any-ntp, from: any, to: self, allow: [ntp]}\n"
@@ -406,21 +406,25 @@ def test_an_interface_the_policy_does_not_name() -> None:
     )
     policy = Explainer(load(BASE.replace("services:\n", floating) + rules))
     ctx = Context({**BASE_SELF, "eth9": ["10.50.0.1/24"]})
+    from_hubs = policy.explain(flow("10.10.0.5", "10.10.0.1", "udp/123"), ctx)
+    assert (from_hubs.verdict, from_hubs.source.zone) == ("accept", "hubs")
     ntp = policy.explain(flow("10.50.0.7", "10.50.0.1", "udp/123"), ctx)
-    assert (ntp.iif, ntp.source.zone, ntp.verdict) == ("eth9", None, "accept")  # `any`
-    https = policy.explain(flow("10.50.0.7", "10.50.0.1", "tcp/443"), ctx)
-    assert https.verdict == "drop"
-    assert https.closest is not None
-    assert https.closest.reasons == (
-        "source 10.50.0.7 is in no zone on eth9, the rule allows from 'hubs'",
-    )
+    assert (ntp.iif, ntp.source.zone, ntp.verdict) == ("eth9", None, "drop")
+    assert ntp.closest is not None
+    assert ntp.closest.reasons[0].startswith("source 10.50.0.7 is in no zone on eth9")
     moved = policy.explain(flow("10.99.1.1", "10.50.0.1", "tcp/443", iif="eth9"), ctx)
-    assert moved.source.zone == "floating"  # a zone bound to no interface applies here too
-    assert moved.decision.kind == "reverse-path"  # but 10.99.0.0/16 is routed out wan0
-    assert moved.closest is not None
-    assert (moved.closest.rule.name, moved.closest.reasons) == (
-        "floating-in",
-        (moved.decision.text,),
+    assert moved.source.zone is None  # a zone bound to no interface: named interfaces only
+    assert moved.verdict == "drop"
+
+
+def test_any_rule_reason_names_the_missing_zone() -> None:
+    policy = Explainer(load(BASE.replace("from: hubs", "from: any")))
+    ctx = Context({**BASE_SELF, "eth9": ["10.50.0.1/24"]})
+    result = policy.explain(flow("10.50.0.7", "10.50.0.1", "udp/123"), ctx)
+    assert result.verdict == "drop"
+    assert result.closest is not None
+    assert result.closest.reasons == (
+        "source 10.50.0.7 is in no zone on eth9; 'any' means any zone",
     )
 
 
