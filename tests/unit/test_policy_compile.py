@@ -153,3 +153,24 @@ def test_drop_logging_can_be_turned_off() -> None:
     text = compile_policy(load(BASE + "defaults: {log_drops: false}\n")).text
     assert "log prefix" not in text
     assert "counter drop comment" in text
+
+
+def test_any_is_compiled_as_every_zone_and_never_reaches_unzoned_interfaces() -> None:
+    text = compile_policy(
+        load(BASE + "  - {name: any-ntp, from: any, to: self, allow: [ntp]}\n")
+    ).text
+    assert "in_any" not in text
+    for zone in ("hubs", "plant", "internet"):
+        chain = text[text.index(f"chain in_{zone} {{") :]
+        assert 'accept comment "any-ntp @ p.yaml:24"' in chain[: chain.index("\t}")]
+    # only the policy's interfaces are dispatched; anything else falls to the default drop
+    assert 'elements = { "lan0" : goto in_if_hub-lan, "wan0" : goto in_if_plant-lan }' in text
+
+
+def test_zone_less_endpoint_is_matched_within_each_zone() -> None:
+    policy = BASE + "endpoints:\n  laptop: {addresses: [10.20.1.5]}\n"
+    policy = policy.replace(
+        "rules:\n", "rules:\n  - {name: ops, from: laptop, to: self, allow: [https]}\n"
+    )
+    text = compile_policy(load(policy)).text
+    assert text.count("ip saddr @ep_laptop_v4 meta l4proto . th dport @svc_ops counter accept") == 3
