@@ -11,7 +11,7 @@ import typer
 
 from gateway.audit_cli import audit_app
 from gateway.lab.cli import lab_app
-from gateway.policy import cli_revisions
+from gateway.policy import cli_explain, cli_plan, cli_revisions
 from gateway.policy.cli import policy_app
 
 app = typer.Typer(
@@ -20,7 +20,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-cli_revisions.register(policy_app)
+# Policy commands live in modules of their own; each adds its commands to `policy`.
+for module in (cli_revisions, cli_plan, cli_explain):
+    module.register(policy_app)
 app.add_typer(policy_app, name="policy")
 app.add_typer(lab_app, name="lab")
 app.add_typer(audit_app, name="audit")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from gateway.events import Bus, Event, EventIntake
 from gateway.policy.apply import ApplyError
+from gateway.policy.drift import drift_watch
 from gateway.policy.errors import PolicyError
 from gateway.policy.nft import Nft, NftError
 from gateway.policy.operations import OperationError
@@ -35,8 +36,9 @@ log = logging.getLogger("plantgated")
 class Daemon:
     """The supervised components and the rounds that keep them going."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, drift_interval: float = 30.0) -> None:
         self.state = state
+        self.drift_interval = drift_interval
         self.bus = Bus()
         self.bus.subscribe(_log_event)
         self.stopping = asyncio.Event()
@@ -45,6 +47,10 @@ class Daemon:
 
     async def run(self) -> None:
         self.intake.open()
+        # Its own libnftables context: a context must not be used by two threads at once.
+        drift = asyncio.create_task(
+            drift_watch(self.state, Nft(), self.bus, self.stopping, self.drift_interval)
+        )
         try:
             first = True
             while not self.stopping.is_set():
@@ -59,6 +65,8 @@ class Daemon:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), delay)
         finally:
+            self.stopping.set()
+            await drift
             self.intake.close()
             ready_path(self.state).unlink(missing_ok=True)
 
@@ -76,12 +84,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="policy YAML to load at start (default: the last confirmed)",
     )
     parser.add_argument("--state-dir", type=Path, default=None, help="state directory")
+    parser.add_argument(
+        "--drift-interval",
+        type=float,
+        default=30.0,
+        help="seconds between checks of the live table against the revision",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
 
 async def _main(args: argparse.Namespace) -> int:
-    daemon = Daemon(state_dir(args.state_dir))
+    daemon = Daemon(state_dir(args.state_dir), args.drift_interval)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.stopping.set)

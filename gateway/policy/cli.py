@@ -14,7 +14,6 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from gateway.policy.cli_explain import register as register_explain
 from gateway.policy.errors import PolicyError, Position, Problem
 from gateway.policy.load import load_file
 from gateway.policy.model import Policy
@@ -178,6 +177,3 @@ def schema_text() -> str:
     data = Policy.model_json_schema(by_alias=True, mode="validation")
     data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
-
-
-register_explain(policy_app)  # `explain` and `test`: gateway/policy/cli_explain.py

@@ -162,10 +162,45 @@ def render_status(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def status(state: StateOpt = None, as_json: JsonOpt = False) -> None:
-    """What is loaded, whether a confirm is pending (and its deadline)."""
-    data = status_data(state_dir(state))
-    typer.echo(json.dumps(data) if as_json else render_status(data))
+def status(
+    state: StateOpt = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Load the current revision again if it drifted.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """What is loaded, a pending confirm and its deadline, and drift of the live table.
+
+    Exits 1 when the live table differs from the current revision (after --repair, if it
+    still does).
+    """
+    from gateway.policy.cli_plan import drift_json, live_drift, render_drift
+
+    where = state_dir(state)
+    data = status_data(where)
+    check = live_drift(where)
+    repaired = None
+    if repair and check.drift is not None and not check.drift.clean:
+        from gateway.policy.operations import repair as repair_current
+
+        repaired = _guard(lambda: repair_current(where))
+        check = live_drift(where)
+    data["drift"] = drift_json(check.drift) if check.drift is not None else None
+    data["drift_error"] = check.error
+    data["repaired"] = repaired.number if repaired else None
+    if as_json:
+        typer.echo(json.dumps(data))
+    else:
+        typer.echo(render_status(data))
+        if repaired is not None:
+            typer.echo(f"repaired: revision {repaired.number} loaded again")
+        if check.drift is not None:
+            typer.echo(render_drift(check.drift))
+        elif check.error:
+            typer.echo(check.error)
+    drifted = check.drift is not None and not check.drift.clean
+    if drifted:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

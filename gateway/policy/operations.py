@@ -217,6 +217,19 @@ def restore(state: Path, *, nft: Nft | None = None) -> Revision:
         return target
 
 
+def repair(state: Path, *, user: str | None = None, nft: Nft | None = None) -> Revision:
+    """Load the current revision again, over whatever drifted (no new revision)."""
+    store = RevisionStore(state)
+    with store.locked():
+        current = store.current()
+        if current is None:
+            raise OperationError("nothing to repair: no revision has been applied")
+        loaded, compiled = compile_revision(store, current)
+        apply_compiled(compiled, nft or Nft(), loaded.file)
+        _record(state, user or invoking_user(), "policy.repaired", current)
+        return current
+
+
 def _rollback_target(store: RevisionStore, number: int | None) -> Revision:
     if number is not None:
         target = store.get(number)

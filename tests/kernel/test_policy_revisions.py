@@ -237,3 +237,59 @@ def test_every_change_is_audited_and_the_chain_verifies(
     verified = appliance.cli("audit", "verify")
     assert verified.returncode == 0
     assert "4 entries, hash chain verified" in verified.stdout
+
+
+def test_status_reports_drift_and_repair_reloads_the_revision(appliance: Appliance) -> None:
+    appliance.apply(LAB)
+    clean = appliance.cli("policy", "status")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            appliance.namespace,
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "plantgate",
+            "input",
+            "tcp",
+            "dport",
+            "23",
+            "accept",
+        ],
+        check=True,
+    )
+    drifted = appliance.cli("policy", "status", "--json")
+    assert drifted.returncode == 1
+    report = json.loads(drifted.stdout)["drift"]
+    assert report["clean"] is False
+    assert "tcp dport 23 accept" in json.dumps(report)
+    repaired = appliance.cli("policy", "status", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "repaired: revision 1 loaded again" in repaired.stdout
+    listing = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            appliance.namespace,
+            "nft",
+            "list",
+            "chain",
+            "inet",
+            "plantgate",
+            "input",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "dport 23" not in listing
+    actions = [
+        json.loads(line)["action"]
+        for line in appliance.cli("audit", "show", "--json").stdout.splitlines()
+    ]
+    assert actions[-1] == "policy.repaired"
