@@ -2,7 +2,7 @@
 
     python -m bench                     everything: 10 / 1,000 / 10,000 / 50,000 hubs, 5 repetitions
     python -m bench --quick             up to 10,000 hubs, 1 repetition (for development)
-    python -m bench --only apply        or throughput, or memory (repeatable)
+    python -m bench --only apply        or throughput, memory, plan, policytest (repeatable)
     python -m bench --profile           also cProfile one load + compile + apply of the largest site
 
 Needs root (network namespaces). Results: the printed tables and bench/results/latest.json.
@@ -31,7 +31,17 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import apply, hotspots, memory, reference, report, spaces, throughput
+from bench import (
+    apply,
+    hotspots,
+    memory,
+    plan,
+    policytest,
+    reference,
+    report,
+    spaces,
+    throughput,
+)
 from bench.workdir import Sites
 from gateway.lab import netns
 
@@ -40,7 +50,7 @@ BASE_POLICY = REPO / "policies" / "lab.yaml"
 RESULTS = REPO / "bench" / "results" / "latest.json"
 SIZES = (10, 1_000, 10_000, 50_000)
 QUICK_MAX = 10_000
-SECTIONS = ("apply", "throughput", "memory")
+SECTIONS = ("apply", "throughput", "memory", "plan", "policytest")
 
 
 @dataclass
@@ -48,6 +58,8 @@ class Outcome:
     apply: list[apply.ApplyResult] = field(default_factory=list)
     traffic: throughput.TrafficRun | None = None
     memory: list[memory.MemoryResult] = field(default_factory=list)
+    plans: list[plan.PlanResult] = field(default_factory=list)
+    policytests: list[policytest.PolicyTestResult] = field(default_factory=list)
     profile: hotspots.Profiled | None = None
 
 
@@ -128,6 +140,10 @@ def _measure(
         outcome.traffic = throughput.run(sites, largest, reps, prefix, REPO, progress)
     if "memory" in sections:
         outcome.memory = memory.run(sites, largest, reps, f"{prefix}-mem", REPO, nft, progress)
+    if "plan" in sections:
+        outcome.plans = plan.run(sites, reps, f"{prefix}-plan", REPO, progress)
+    if "policytest" in sections:
+        outcome.policytests = policytest.run(sites, REPO, f"{prefix}-ptest", progress)
     if profile:
         progress(f"profile: load + compile + apply of the {largest:,}-hub site")
         outcome.profile = hotspots.profile(sites.site(largest), f"{prefix}-prof")
@@ -160,13 +176,17 @@ def _print(console: Console, outcome: Outcome, runtime: float, output: Path) -> 
         console.print(report.throughput_table(outcome.traffic))
     if outcome.memory:
         console.print(report.memory_table(outcome.memory))
+    if outcome.plans:
+        console.print(report.plan_table(outcome.plans))
+    if outcome.policytests:
+        console.print(report.policytest_table(outcome.policytests))
     goals = report.goal_lines(outcome.apply, outcome.traffic)
     if goals:
         console.print("[bold]Goals (DESIGN targets vs. this run's medians)[/]")
         for line in goals:
             console.print(f"  {line}", highlight=False)
     console.print("[bold]Notes[/]")
-    for line in report.notes(outcome.traffic, outcome.memory):
+    for line in report.notes(outcome.traffic, outcome.memory, outcome.plans, outcome.policytests):
         console.print(f"  - {line}", highlight=False, markup=False)
     if outcome.profile is not None:
         console.print(f"[bold]cProfile, {outcome.profile.hubs:,} hubs, by cumulative time[/]")
@@ -215,6 +235,8 @@ def to_record(
             "rulesets": [r.to_dict(by_key.get("none"), by_key.get("ct")) for r in traffic.results],
         },
         "memory": [r.to_dict(base_memory) for r in outcome.memory],
+        "plan": [r.to_dict() for r in outcome.plans],
+        "policytest": [r.to_dict() for r in outcome.policytests],
         "goals": report.goal_lines(outcome.apply, traffic),
         "reference_not_measured_here": reference.to_dict(),
     }

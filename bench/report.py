@@ -12,6 +12,8 @@ from rich.table import Table
 from bench import reference
 from bench.apply import ApplyResult
 from bench.memory import MemoryResult
+from bench.plan import PlanResult
+from bench.policytest import PolicyTestResult
 from bench.stats import Summary, ratio
 from bench.throughput import TrafficRun
 
@@ -158,6 +160,34 @@ def memory_table(results: Sequence[MemoryResult]) -> Table:
     return table
 
 
+def plan_table(results: Sequence[PlanResult]) -> Table:
+    table = Table(
+        title="4. Plan: `policy plan` against the current revision (median, min–max below)",
+        title_justify="left",
+    )
+    for header in ("case", "load both\nYAML→model", "plan()\nin-process", "CLI\npolicy plan"):
+        table.add_column(header, justify="left" if header == "case" else "right")
+    table.add_column("the plan shows")
+    for r in results:
+        table.add_row(r.label, spread(r.load), spread(r.plan), spread(r.cli), r.shows)
+    return table
+
+
+def policytest_table(results: Sequence[PolicyTestResult]) -> Table:
+    table = Table(
+        title="5. Policy tests: `policy test` on policies/tests/lab.yaml, whole file "
+        "(median of 3, min–max below)",
+        title_justify="left",
+    )
+    for header in ("policy", "expectations", "model only\nCLI", "--kernel\nCLI", "probed"):
+        table.add_column(header, justify="left" if header == "policy" else "right")
+    for r in results:
+        table.add_row(
+            r.label, f"{r.expectations:,}", spread(r.model), spread(r.kernel), f"{r.probed:,}"
+        )
+    return table
+
+
 def goal_lines(apply: Sequence[ApplyResult], traffic: TrafficRun | None) -> list[str]:
     """The design's targets, set against this run's medians (reported, never asserted)."""
     lines = []
@@ -189,7 +219,12 @@ def goal_lines(apply: Sequence[ApplyResult], traffic: TrafficRun | None) -> list
     return lines
 
 
-def notes(traffic: TrafficRun | None, memory: Sequence[MemoryResult] = ()) -> list[str]:
+def notes(
+    traffic: TrafficRun | None,
+    memory: Sequence[MemoryResult] = (),
+    plans: Sequence[PlanResult] = (),
+    policytests: Sequence[PolicyTestResult] = (),
+) -> list[str]:
     lines = [
         "naive = the lab table plus one `ip saddr H meta l4proto . th dport @svc accept` rule "
         "per hub in the input chain (input path only, so it understates a full rule-list "
@@ -207,6 +242,20 @@ def notes(traffic: TrafficRun | None, memory: Sequence[MemoryResult] = ()) -> li
         )
         if traffic.note:
             lines.append(f"Traffic topology: {traffic.note}; measured on a veth pair instead.")
+    if plans:
+        lines.append(
+            "plan() is the diff and the risk checks on two loaded policies; the CLI adds "
+            "interpreter start, imports, loading both policies, and the live drift check "
+            "(listing the table, compiling the stored policy once for its run-time sets)."
+        )
+    if policytests:
+        lines.append(
+            "policy test --kernel: the CLI builds a DUT namespace and one peer per interface, "
+            "loads the ruleset, sends one real exchange per expectation (concurrently; gate "
+            "groups and spoofed sources in phases of their own, each about one probe timeout, "
+            "0.5 s), then removes it all; 'probed' counts the expectations the kernel answered "
+            "in agreement with the model."
+        )
     floor = next((r for r in memory if r.key == "floor"), None)
     if floor is not None:
         lines.append(
