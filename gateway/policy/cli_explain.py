@@ -227,7 +227,8 @@ def explain_command(
     self_: Annotated[
         list[str] | None,
         typer.Option(
-            "--self", help="An appliance address, ADDRESS[/PREFIX]@INTERFACE (repeatable)."
+            "--self",
+            help="Appliance address: ADDRESS@INTERFACE or ADDRESS/PREFIX@INTERFACE (repeat).",
         ),
     ] = None,
     gate_open: Annotated[
