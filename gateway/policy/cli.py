@@ -36,30 +36,19 @@ StateOpt = Annotated[
 ]
 
 
-def _problems_json(problems: Iterable[Problem]) -> list[dict[str, Any]]:
-    return [
-        {
-            "file": p.file,
-            "line": p.position.line,
-            "column": p.position.col,
-            "severity": p.severity,
-            "message": p.message,
-        }
-        for p in problems
-    ]
-
-
-def _report(problems: Iterable[Problem]) -> None:
+def report_problems(problems: Iterable[Problem]) -> None:
     for problem in problems:
         typer.echo(problem.render(), err=True)
 
 
-def _fail(
+def fail_with_problems(
     problems: list[Problem], code: int, as_json: bool, extra: dict[str, Any] | None = None
 ) -> NoReturn:
+    """Print located problems (and the JSON form for --json) and exit with `code`."""
     if as_json:
-        typer.echo(json.dumps({"ok": False, "problems": _problems_json(problems), **(extra or {})}))
-    _report(problems)
+        items = [p.to_json() for p in problems]
+        typer.echo(json.dumps({"ok": False, "problems": items, **(extra or {})}))
+    report_problems(problems)
     raise typer.Exit(code)
 
 
@@ -69,19 +58,19 @@ def check(file: FileArg, as_json: JsonOpt = False) -> None:
     try:
         loaded = load_file(file)
     except PolicyError as exc:
-        _fail(exc.problems, 2, as_json)
+        fail_with_problems(exc.problems, 2, as_json)
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "ok": True,
                     "rules": len(loaded.policy.rules),
-                    "problems": _problems_json(loaded.warnings),
+                    "problems": [w.to_json() for w in loaded.warnings],
                 }
             )
         )
     else:
-        _report(loaded.warnings)
+        report_problems(loaded.warnings)
         typer.echo(
             f"{file}: ok ({len(loaded.policy.rules)} rules, {len(loaded.policy.zones)} zones)"
         )
@@ -95,7 +84,7 @@ def render(file: FileArg) -> None:
     try:
         compiled = compile_policy(load_file(file))
     except PolicyError as exc:
-        _fail(exc.problems, 2, False)
+        fail_with_problems(exc.problems, 2, False)
     typer.echo(compiled.text, nl=False)
 
 
@@ -136,11 +125,11 @@ def apply(
             resolve=not no_resolve,
         )
     except PolicyError as exc:
-        _fail(exc.problems, 2, as_json)
+        fail_with_problems(exc.problems, 2, as_json)
     except ApplyError as exc:
-        _fail(exc.problems, 1, as_json, {"detail": exc.detail})
+        fail_with_problems(exc.problems, 1, as_json, {"detail": exc.detail})
     except (OperationError, NftError, OSError) as exc:
-        _fail([Problem(str(file), _START, f"apply failed: {exc}")], 1, as_json)
+        fail_with_problems([Problem(str(file), _START, f"apply failed: {exc}")], 1, as_json)
     revision, report = applied.revision, applied.report
     if as_json:
         typer.echo(
@@ -154,7 +143,7 @@ def apply(
             )
         )
         return
-    _report(applied.loaded.warnings)
+    report_problems(applied.loaded.warnings)
     typer.echo(
         f"applied {file} as revision {revision.number} ({len(applied.loaded.policy.rules)} "
         f"rules, sha256 {revision.sha256[:12]}) in {report.seconds * 1000:.0f} ms; "

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from gateway.policy.cli import fail_with_problems
+
 if TYPE_CHECKING:
     from gateway.policy.explain import Context
     from gateway.policy.load import LoadedPolicy
@@ -61,24 +63,6 @@ def _bad(command: str, option: str, message: str, as_json: bool) -> NoReturn:
     if as_json:
         typer.echo(json.dumps({"ok": False, "error": {"option": option, "message": message}}))
     typer.echo(f"plantgate policy {command}: error: {option}: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def _problems(problems: list[Any], as_json: bool) -> NoReturn:
-    if as_json:
-        rendered = [
-            {
-                "file": p.file,
-                "line": p.position.line,
-                "column": p.position.col,
-                "severity": p.severity,
-                "message": p.message,
-            }
-            for p in problems
-        ]
-        typer.echo(json.dumps({"ok": False, "problems": rendered}))
-    for problem in problems:
-        typer.echo(problem.render(), err=True)
     raise typer.Exit(2)
 
 
@@ -250,7 +234,7 @@ def explain_command(
     try:
         loaded = load_file(file)
     except PolicyError as exc:
-        _problems(exc.problems, as_json)
+        fail_with_problems(exc.problems, 2, as_json)
     kind = proto if proto in PROTOS else "tcp"
     flow = Flow(src, dst, kind, inputs.dport, icmp_type if kind == "icmp" else None, iif, oif)
     try:
@@ -323,7 +307,7 @@ def test_command(
     try:
         report = policytest.run(file, paths, kernel=kernel, prefix=prefix, timeout=timeout)
     except PolicyError as exc:
-        _problems(exc.problems, as_json)
+        fail_with_problems(exc.problems, 2, as_json)
     except KeyboardInterrupt:
         typer.echo("plantgate policy test: interrupted; its namespaces were removed", err=True)
         raise typer.Exit(130) from None

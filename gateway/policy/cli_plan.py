@@ -14,10 +14,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
+from gateway.policy.cli import fail_with_problems
 from gateway.policy.drift import Drift, check_drift
 from gateway.policy.errors import PolicyError, Position, Problem
 from gateway.policy.load import LoadedPolicy, load_file, load_text
@@ -56,7 +57,7 @@ def plan_command(
     try:
         new = load_file(file)
     except PolicyError as exc:
-        _fail(exc.problems, 2, as_json)
+        fail_with_problems(exc.problems, 2, as_json)
     directory = state_dir(state)
     try:
         baseline = read_baseline(directory)
@@ -64,7 +65,7 @@ def plan_command(
         problems = exc.problems if isinstance(exc, PolicyError) else []
         detail = "; ".join(p.render() for p in problems) or str(exc)
         message = f"cannot read the current revision in {directory}: {detail}"
-        _fail([Problem(str(file), Position(1, 1), message)], 1, as_json)
+        fail_with_problems([Problem(str(file), Position(1, 1), message)], 1, as_json)
     check = live_drift(directory, baseline.old)
     result = plan(baseline.old, new, caller=caller or session_address())
     if as_json:
@@ -175,21 +176,3 @@ def render_drift(drift: Drift) -> str:
 def drift_json(drift: Drift) -> dict[str, Any]:
     """Drift for tools (what `policy status --json` embeds)."""
     return drift.to_json()
-
-
-def _fail(problems: list[Problem], code: int, as_json: bool) -> NoReturn:
-    if as_json:
-        items = [
-            {
-                "file": p.file,
-                "line": p.position.line,
-                "column": p.position.col,
-                "severity": p.severity,
-                "message": p.message,
-            }
-            for p in problems
-        ]
-        typer.echo(json.dumps({"ok": False, "problems": items}))
-    for problem in problems:
-        typer.echo(problem.render(), err=True)
-    raise typer.Exit(code)

@@ -38,6 +38,15 @@ class Problem:
             f"{self.file}:{self.position.line}:{self.position.col}: {self.severity}: {self.message}"
         )
 
+    def to_json(self) -> dict[str, str | int]:
+        return {
+            "file": self.file,
+            "line": self.position.line,
+            "column": self.position.col,
+            "severity": self.severity,
+            "message": self.message,
+        }
+
 
 class PolicyError(Exception):
     """A policy that cannot be used; carries every problem found, in file order."""

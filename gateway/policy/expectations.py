@@ -63,7 +63,7 @@ from gateway.policy.explain import (
 )
 from gateway.policy.model import ICMP_TYPES, ICMPV6_TYPES, IFNAME_PATTERN, NAME_PATTERN
 from gateway.policy.shape_errors import translate_all
-from gateway.policy.source import START, Source, describe_kind, parse
+from gateway.policy.source import START, Source, describe_kind, parse, read_source
 
 APPLIANCE_NAMES = ("gw", "self")
 LAB_HOSTS = {"plant": topology.PLANT_WORKSTATION, "upstream": topology.UPSTREAM_UPLINK}
@@ -157,17 +157,8 @@ class ExpectationFile:
 
 def load_tests(path: str | Path, explainer: Explainer) -> ExpectationFile:
     """Read and check a test file against the policy; PolicyError with every problem."""
+    text = read_source(path, "test file")
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyError([Problem(name, START, "no such file")]) from None
-    except IsADirectoryError:
-        raise PolicyError([Problem(name, START, "is a directory, not a test file")]) from None
-    except UnicodeDecodeError as exc:
-        raise PolicyError([Problem(name, START, f"not UTF-8 text ({exc.reason})")]) from None
-    except OSError as exc:
-        raise PolicyError([Problem(name, START, f"cannot read: {exc.strerror}")]) from None
     return load_tests_text(text, name, explainer)
 
 

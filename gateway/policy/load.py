@@ -31,7 +31,7 @@ from gateway.policy.model import (
     Zone,
 )
 from gateway.policy.shape_errors import PATTERN_HINTS, translate_all
-from gateway.policy.source import START, PathItem, Source, describe_kind, parse
+from gateway.policy.source import START, PathItem, Source, describe_kind, parse, read_source
 
 # Sections that map names to definitions; each entry is validated on its own.
 MAPPED: dict[str, Any] = {
@@ -96,18 +96,7 @@ class LoadedPolicy:
 
 def load_file(path: str | Path) -> LoadedPolicy:
     """Read and validate a policy file; raises PolicyError with located problems."""
-    name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyError([Problem(name, START, "no such file")]) from None
-    except IsADirectoryError:
-        raise PolicyError([Problem(name, START, "is a directory, not a policy file")]) from None
-    except UnicodeDecodeError as exc:
-        raise PolicyError([Problem(name, START, f"not UTF-8 text ({exc.reason})")]) from None
-    except OSError as exc:
-        raise PolicyError([Problem(name, START, f"cannot read: {exc.strerror}")]) from None
-    return load_text(text, name)
+    return load_text(read_source(path, "policy file"), str(path))
 
 
 def load_text(text: str, file: str) -> LoadedPolicy:

@@ -13,6 +13,7 @@ import datetime
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path as FsPath
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -76,6 +77,21 @@ def _child(node: Node, item: PathItem) -> tuple[Node | None, Node | None]:
     elif isinstance(node, SequenceNode) and isinstance(item, int) and 0 <= item < len(node.value):
         return None, node.value[item]
     return None, None
+
+
+def read_source(path: str | FsPath, what: str) -> str:
+    """A file's text, or a PolicyError saying plainly why it cannot be read."""
+    name = str(path)
+    try:
+        return FsPath(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError([Problem(name, START, "no such file")]) from None
+    except IsADirectoryError:
+        raise PolicyError([Problem(name, START, f"is a directory, not a {what}")]) from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError([Problem(name, START, f"not UTF-8 text ({exc.reason})")]) from None
+    except OSError as exc:
+        raise PolicyError([Problem(name, START, f"cannot read: {exc.strerror}")]) from None
 
 
 def parse(text: str, file: str) -> Source:
