@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from gateway.policy.derive import derive
 from gateway.policy.errors import PolicyError, Position, Problem, did_you_mean, quoted_list
 from gateway.policy.model import (
     NAME_PATTERN,
@@ -28,6 +29,7 @@ from gateway.policy.model import (
     Rule,
     Service,
     Site,
+    TimeService,
     Zone,
 )
 from gateway.policy.shape_errors import PATTERN_HINTS, translate_all
@@ -71,6 +73,7 @@ class Parts:
     gates: dict[str, Gate] = field(default_factory=dict)
     rules: list[tuple[int, Rule]] = field(default_factory=list)
     defaults: Defaults | None = None
+    time: TimeService | None = None
     declared: dict[str, set[str]] = field(default_factory=dict)
 
 
@@ -78,9 +81,10 @@ class Parts:
 class LoadedPolicy:
     """A valid policy with the source it came from (for traceable rules) and its warnings."""
 
-    policy: Policy
+    policy: Policy  # with the rules the policy implies (derive.py) after the written ones
     source: Source
     warnings: tuple[Problem, ...] = ()
+    rule_paths: tuple[tuple[PathItem, ...], ...] = ()  # where each rule comes from in the YAML
 
     @property
     def file(self) -> str:
@@ -89,9 +93,13 @@ class LoadedPolicy:
     def position(self, path: Sequence[PathItem]) -> Position:
         return self.source.value_at(path)
 
+    def rule_path(self, index: int) -> tuple[PathItem, ...]:
+        """The YAML path a rule comes from: `rules[i]`, or the section that implies it."""
+        return self.rule_paths[index] if index < len(self.rule_paths) else ("rules", index)
+
     def rule_line(self, index: int) -> int:
         """The line of the rule's `- name:` item, used in every generated nftables comment."""
-        return self.source.value_at(("rules", index)).line
+        return self.source.value_at(self.rule_path(index)).line
 
 
 def load_file(path: str | Path) -> LoadedPolicy:
@@ -116,7 +124,8 @@ def load_text(text: str, file: str) -> LoadedPolicy:
     warnings = tuple(
         sorted((p for p in problems if p.severity == "warning"), key=lambda p: p.position)
     )
-    return LoadedPolicy(policy=policy, source=source, warnings=warnings)
+    effective, paths = derive(policy)
+    return LoadedPolicy(policy=effective, source=source, warnings=warnings, rule_paths=paths)
 
 
 def validate_shapes(source: Source) -> tuple[Parts, list[Problem]]:
@@ -150,6 +159,8 @@ def _validate_single(source: Source, key: str, value: Any, parts: Parts) -> list
         parts.site = valid
     elif key == "defaults":
         parts.defaults = valid
+    elif key == "time":
+        parts.time = valid
     return []
 
 

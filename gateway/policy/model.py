@@ -57,21 +57,45 @@ FQDN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # ICMP type names nftables knows (icmp type / icmpv6 type); anything else is a typo.
 ICMP_TYPES = frozenset(
     {
-        "echo-reply", "destination-unreachable", "source-quench", "redirect", "echo-request",
-        "router-advertisement", "router-solicitation", "time-exceeded", "parameter-problem",
-        "timestamp-request", "timestamp-reply", "info-request", "info-reply",
-        "address-mask-request", "address-mask-reply",
+        "echo-reply",
+        "destination-unreachable",
+        "source-quench",
+        "redirect",
+        "echo-request",
+        "router-advertisement",
+        "router-solicitation",
+        "time-exceeded",
+        "parameter-problem",
+        "timestamp-request",
+        "timestamp-reply",
+        "info-request",
+        "info-reply",
+        "address-mask-request",
+        "address-mask-reply",
     }
-)  # fmt: skip
+)
 ICMPV6_TYPES = frozenset(
     {
-        "destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem",
-        "echo-request", "echo-reply", "mld-listener-query", "mld-listener-report",
-        "mld-listener-done", "nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit",
-        "nd-neighbor-advert", "nd-redirect", "router-renumbering", "ind-neighbor-solicit",
-        "ind-neighbor-advert", "mld2-listener-report",
+        "destination-unreachable",
+        "packet-too-big",
+        "time-exceeded",
+        "parameter-problem",
+        "echo-request",
+        "echo-reply",
+        "mld-listener-query",
+        "mld-listener-report",
+        "mld-listener-done",
+        "nd-router-solicit",
+        "nd-router-advert",
+        "nd-neighbor-solicit",
+        "nd-neighbor-advert",
+        "nd-redirect",
+        "router-renumbering",
+        "ind-neighbor-solicit",
+        "ind-neighbor-advert",
+        "mld2-listener-report",
     }
-)  # fmt: skip
+)
 
 
 def _check_network(text: str) -> str:
@@ -241,6 +265,32 @@ class Rule(_Strict):
     comment: str = ""
 
 
+class TimeService(_Strict):
+    """The NTP relay: chrony serves time to `serve`, synced from `upstreams`.
+
+    The compiler opens udp/123 from the served zones to the appliance (rule `time-serve`)
+    and from the appliance to the upstream endpoints only (rule `time-upstream`).
+    """
+
+    upstreams: NameList = Field(description="Endpoints (names or addresses) to sync from.")
+    serve: NameList = Field(default_factory=lambda: ["hubs"], description="Zones served time.")
+    orphan_stratum: int = Field(
+        default=10, ge=1, le=15, description="Stratum served while every upstream is lost."
+    )
+    offset_warn: float = Field(default=0.1, gt=0, le=3600, description="Seconds: warn above.")
+    offset_high: float = Field(default=1.0, gt=0, le=86400, description="Seconds: alert above.")
+    falseticker_bound: float = Field(
+        default=0.5,
+        gt=0,
+        le=3600,
+        description="Seconds an upstream may disagree with the others before it is flagged.",
+    )
+    nts: bool = Field(default=False, description="Authenticate upstreams with NTS (tcp/4460).")
+    monitor_interval: float = Field(
+        default=64, ge=5, le=3600, description="Seconds between monitor queries."
+    )
+
+
 class Defaults(_Strict):
     """What happens to everything no rule allows."""
 
@@ -280,6 +330,7 @@ class Policy(_Strict):
     endpoints: dict[Name, Endpoint] = Field(default_factory=dict)
     services: dict[Name, Service]
     gates: dict[Name, Gate] = Field(default_factory=dict)
+    time: TimeService | None = Field(default=None, description="The NTP relay for the hubs.")
     rules: list[Rule]
     defaults: Defaults = Field(default_factory=Defaults)
 

@@ -326,7 +326,7 @@ def diff_rules(
     touched = changed_definitions(definitions)
     changes: list[Change] = []
     for index, rule in enumerate(new.policy.rules):
-        where = value_where(new, "new", ("rules", index))
+        where = value_where(new, "new", new.rule_path(index))
         before = old_rules.get(rule.name)
         if rule.name in renamed:
             changes.append(
@@ -341,7 +341,7 @@ def diff_rules(
     kept = set(renamed.values())
     for rule in gone:
         if rule.name not in kept and old is not None:
-            where = value_where(old, "old", ("rules", rule_index(old.policy)[rule.name]))
+            where = value_where(old, "old", old.rule_path(rule_index(old.policy)[rule.name]))
             changes.append(Change("rules", rule.name, "removed", where, summary=rule_summary(rule)))
     return changes
 

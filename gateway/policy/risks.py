@@ -213,7 +213,9 @@ class Checks:
             for side, names in (("from", rule.from_), ("to", rule.to)):
                 had = (before.from_ if side == "from" else before.to) if before else []
                 if ANY in names and ANY not in had:
-                    where = value_where(self.new, "new", ("rules", index, side, names.index(ANY)))
+                    where = value_where(
+                        self.new, "new", (*self.new.rule_path(index), side, names.index(ANY))
+                    )
                     what = "from any zone" if side == "from" else "to any zone"
                     yield Flag(
                         "widens-to-any",
@@ -271,19 +273,21 @@ class Checks:
         indexes = rule_index(self.new.policy)
         if name not in indexes:
             assert self.old is not None
-            return value_where(self.old, "old", ("rules", rule_index(self.old.policy)[name]))
+            return value_where(
+                self.old, "old", self.old.rule_path(rule_index(self.old.policy)[name])
+            )
         index = indexes[name]
         change = self.rule_changes.get(name)
         if change is not None and change.fields:
             fields = [f.field for f in change.fields]
             field = next((f for f in prefer if f in fields), fields[0])
-            return value_where(self.new, "new", ("rules", index, field))
+            return value_where(self.new, "new", (*self.new.rule_path(index), field))
         for via in change.via if change is not None else ():
             noun, _, what = via.partition(" ")
             section = f"{noun}s"
             if (section, what) in self.definitions:
                 return self.definitions[(section, what)].where
-        return value_where(self.new, "new", ("rules", index))
+        return value_where(self.new, "new", self.new.rule_path(index))
 
     def atoms_text(self, atoms: Sequence[str]) -> str:
         texts = [self.atom_text(a) for a in atoms]

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 from gateway.policy.addresses import Net, Tagged, overlaps, parse_net
+from gateway.policy.derive import RESERVED_RULES, RESERVED_SERVICES
 from gateway.policy.errors import Problem, did_you_mean
 from gateway.policy.load import Parts
 from gateway.policy.model import ANY, RESERVED_NAMES, SELF, Endpoint, Rule, Zone
@@ -29,6 +30,7 @@ def check_semantics(parts: Parts, source: Source) -> list[Problem]:
         *_check_services(parts, source),
         *_check_rules(parts, source),
         *_check_site(parts, source),
+        *_check_time(parts, source),
     ]
 
 
@@ -380,3 +382,38 @@ def _check_site(parts: Parts, source: Source) -> Iterator[Problem]:
                     "names no resolver endpoint",
                 )
     _ = ANY  # 'any' is a valid peer everywhere; it needs no check of its own
+
+
+def _check_time(parts: Parts, source: Source) -> Iterator[Problem]:
+    """The NTP relay's references, thresholds, and the names its derived rules take."""
+    for index, rule in parts.rules:
+        if rule.name in RESERVED_RULES:
+            yield source.problem(
+                ("rules", index, "name"),
+                f"rule name '{rule.name}' is reserved for the time section",
+            )
+    for name in parts.services:
+        if name in RESERVED_SERVICES:
+            yield source.problem(
+                ("services", name),
+                f"service name '{name}' is reserved for the time section",
+                at_key=True,
+            )
+    time = parts.time
+    if time is None:
+        return
+    endpoints, zones = _declared(parts, "endpoints"), _declared(parts, "zones")
+    for index, name in enumerate(time.upstreams):
+        if name not in endpoints:
+            yield source.problem(
+                ("time", "upstreams", index), _undefined("endpoint", name, endpoints)
+            )
+    for index, name in enumerate(time.serve):
+        if name not in zones:
+            yield source.problem(("time", "serve", index), _undefined("zone", name, zones))
+    if time.offset_warn >= time.offset_high:
+        yield source.problem(
+            ("time", "offset_warn"),
+            f"offset_warn ({time.offset_warn:g} s) must be below offset_high "
+            f"({time.offset_high:g} s)",
+        )

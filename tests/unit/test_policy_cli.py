@@ -20,7 +20,7 @@ runner = CliRunner()
 def test_check_valid_policy_exits_0() -> None:
     result = runner.invoke(app, ["policy", "check", str(POLICIES / "site.yaml")])
     assert result.exit_code == 0
-    assert result.stdout.endswith("site.yaml: ok (10 rules, 4 zones)\n")
+    assert result.stdout.endswith("site.yaml: ok (11 rules, 4 zones)\n")
 
 
 def test_check_invalid_policy_exits_2_with_located_lines(tmp_path: Path) -> None:

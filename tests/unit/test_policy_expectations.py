@@ -255,6 +255,10 @@ def test_shipped_lab_file_covers_every_matrix_rule_and_its_negative_space(lab: E
     assert drops > 3 * (len(results) - drops)  # the negative space is most of the file
 
 
+def _line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
 def _flipped(tmp_path: Path) -> tuple[Path, int]:
     """The lab tests with the first Manage Page expectation turned into a drop."""
     lines = LAB_TESTS.read_text().splitlines(keepends=True)
@@ -272,7 +276,8 @@ def test_a_wrong_expectation_fails_with_a_located_report(tmp_path: Path) -> None
     failures = [text for r in report.results for text in r.lines()]
     assert failures == [
         f"{path}:{line}:5: fail: expected drop, model says accept — plant → gw tcp/443: "
-        f"accept: rule 'manage-page' allows zone 'plant' → the appliance, tcp/443 ({LAB}:85)"
+        f"accept: rule 'manage-page' allows zone 'plant' → the appliance, tcp/443 "
+        f"({LAB}:{_line_of(LAB, '- name: manage-page')})"
     ]
     assert report.counts()["failed"] == 1
 

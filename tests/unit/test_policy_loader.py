@@ -346,3 +346,65 @@ def test_not_utf8(tmp_path: Path) -> None:
 def test_rule_lines_point_at_the_rule_item() -> None:
     loaded = load(BASE)
     assert loaded.rule_line(0) == 20
+
+
+TIME = "time:\n  upstreams: [up]\n"
+WITH_UP = BASE.replace("  name: t\n", "  name: t\n  resolver: dns\n") + (
+    "endpoints:\n  dns: {zone: internet, addresses: [9.9.9.9]}\n"
+    "  up: {zone: internet, fqdn: [ntp.example.org]}\n"
+)
+
+
+def test_time_section_derives_the_relay_rules() -> None:
+    loaded = load(WITH_UP + TIME)
+    rules = {r.name: r for r in loaded.policy.rules}
+    assert (rules["time-serve"].from_, rules["time-serve"].to) == (["hubs"], ["self"])
+    assert (rules["time-upstream"].from_, rules["time-upstream"].to) == (["self"], ["up"])
+    assert loaded.policy.services["ntp-relay"].udp == [123]
+    names = [r.name for r in loaded.policy.rules]
+    # no `serve:` written: the rule cites the time section itself (its first line)
+    assert loaded.rule_line(names.index("time-serve")) == 29
+    assert loaded.rule_line(names.index("time-upstream")) == 29
+
+
+def test_nts_adds_the_key_exchange_port_upstream() -> None:
+    loaded = load(WITH_UP + TIME + "  nts: true\n")
+    upstream = next(r for r in loaded.policy.rules if r.name == "time-upstream")
+    assert upstream.allow == ["ntp-relay", "ntp-relay-nts"]
+    assert loaded.policy.services["ntp-relay-nts"].tcp == [4460]
+
+
+TIME_CASES = {
+    "undefined upstream": (
+        WITH_UP + "time:\n  upstreams: [upp]\n",
+        ["p.yaml:29:15: error: undefined endpoint 'upp' (did you mean 'up'?)"],
+    ),
+    "undefined served zone": (
+        WITH_UP + TIME + "  serve: [hbus]\n",
+        ["p.yaml:30:11: error: undefined zone 'hbus' (did you mean 'hubs'?)"],
+    ),
+    "thresholds the wrong way round": (
+        WITH_UP + TIME + "  offset_warn: 2\n  offset_high: 1\n",
+        ["p.yaml:30:16: error: offset_warn (2 s) must be below offset_high (1 s)"],
+    ),
+    "orphan stratum out of range": (
+        WITH_UP + TIME + "  orphan_stratum: 16\n",
+        ["p.yaml:30:19: error: time.orphan_stratum: 16 is out of range (must be at most 15)"],
+    ),
+    "reserved rule name": (
+        WITH_UP.replace("name: hubs-in", "name: time-serve") + TIME,
+        ["p.yaml:21:11: error: rule name 'time-serve' is reserved for the time section"],
+    ),
+    "reserved service name": (
+        WITH_UP.replace("  ntp: {udp: [123]}", "  ntp-relay: {udp: [123]}").replace(
+            "[https, ntp]", "[https, ntp-relay]"
+        ),
+        ["p.yaml:19:3: error: service name 'ntp-relay' is reserved for the time section"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TIME_CASES), ids=list(TIME_CASES))
+def test_time_section_errors_are_located(case: str) -> None:
+    text, expected = TIME_CASES[case]
+    assert problems(text) == expected

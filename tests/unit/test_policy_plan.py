@@ -26,6 +26,7 @@ from tests.unit.conftest import POLICIES
 LAB = (POLICIES / "lab.yaml").read_text(encoding="utf-8")
 OLD = load_text(LAB, "lab.yaml")
 NEW_FILE = "candidate.yaml"
+
 PLANT_HOST = "198.18.20.10"
 HUB_HOST = "198.18.10.11"
 
@@ -75,6 +76,9 @@ def line_of(text: str, needle: str, after: str = "") -> int:
         if seen and needle in line:
             return number
     raise AssertionError(f"{needle!r} not in text")
+
+
+MANAGE_LINE = line_of(LAB, "- name: manage-page")
 
 
 @dataclass(frozen=True)
@@ -233,7 +237,7 @@ RISKY = [
     ),
     Case(
         "new rule to any zone",
-        add_rule("  - name: time-anywhere\n    from: self\n    to: any\n    allow: [ntp]\n"),
+        add_rule("  - name: dns-anywhere\n    from: self\n    to: any\n    allow: [dns]\n"),
         "widens-to-any",
         "to: any",
     ),
@@ -386,7 +390,7 @@ def test_rule_changes_with_fields_and_locations() -> None:
         edit(
             (MANAGE_PAGE, ""),
             (SUPPORT_SSH_GATE, "    allow: [ssh]\n    gate: support\n"),
-            ("- name: time-upstream", "- name: upstream-time"),
+            ("- name: account-sync", "- name: sync-accounts"),
         ),
     )
     result = plan_of(text)
@@ -394,13 +398,13 @@ def test_rule_changes_with_fields_and_locations() -> None:
     assert changes["plant-print"].change == "added"
     assert changes["plant-print"].summary == "from plant to hubs, allow hub-agent"
     assert changes["manage-page"].change == "removed"
-    assert changes["manage-page"].where == Where("old", "lab.yaml", 85, 5)
+    assert changes["manage-page"].where == Where("old", "lab.yaml", MANAGE_LINE, 5)
     assert changes["support-ssh"].change == "changed"
     assert [(f.field, f.old, f.new) for f in changes["support-ssh"].fields] == [
         ("log", "true", "false")
     ]
-    assert changes["upstream-time"].change == "renamed"
-    assert changes["upstream-time"].old_name == "time-upstream"
+    assert changes["sync-accounts"].change == "renamed"
+    assert changes["sync-accounts"].old_name == "account-sync"
     assert [c.change for c in result.rules] == ["changed", "renamed", "added", "removed"]
 
 
@@ -410,6 +414,7 @@ def test_rules_show_the_changed_definitions_they_use() -> None:
     assert {c.name: c.via for c in result.rules} == {
         "hubs-to-appliance": ("zone hubs",),
         "appliance-to-hubs": ("zone hubs",),
+        "time-serve": ("zone hubs",),
         "support-ssh": ("zone hubs",),
     }
     (zone,) = result.definitions
@@ -478,9 +483,9 @@ def test_text_puts_flags_first() -> None:
     text = plan_of(edit((MANAGE_PAGE, ""))).render()
     lines = text.splitlines()
     assert lines[0] == "RISKS (1)"
-    assert lines[1] == "  !! removes-management-path  was lab.yaml:85"
+    assert lines[1] == f"  !! removes-management-path  was lab.yaml:{MANAGE_LINE}"
     assert "RULES (1 removed)" in lines
-    assert "  − rule manage-page  was lab.yaml:85" in lines
+    assert f"  − rule manage-page  was lab.yaml:{MANAGE_LINE}" in lines
 
 
 def test_json_shape() -> None:
@@ -489,7 +494,8 @@ def test_json_shape() -> None:
     assert data["old"] == {"file": "lab.yaml"} and data["new"] == {"file": NEW_FILE}
     flag = data["flags"][0]
     assert flag["id"] == "support-outside-gate"
-    assert flag["where"] == {"side": "new", "file": NEW_FILE, "line": 78, "column": 5}
+    line = line_of(LAB, "- name: support-ssh")
+    assert flag["where"] == {"side": "new", "file": NEW_FILE, "line": line, "column": 5}
     rule = data["rules"][0]
     assert rule["change"] == "changed" and rule["name"] == "support-ssh"
     assert rule["fields"] == [{"field": "gate", "old": "support", "new": "none"}]
@@ -540,7 +546,8 @@ def test_cli_invalid_file_exits_2_with_located_errors(
     bad.write_text(LAB.replace("allow: [hub-agent]", "allow: [hub-agnet]"))
     result = run_plan(str(bad), "--state-dir", str(tmp_path))
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"{bad}:76:13: error: undefined service 'hub-agnet'")
+    line = line_of(LAB, "allow: [hub-agent]")
+    assert result.stderr.startswith(f"{bad}:{line}:13: error: undefined service 'hub-agnet'")
     assert result.stdout == ""
 
 
@@ -550,7 +557,7 @@ def test_cli_against_nothing_applied(tmp_path: Path, no_kernel: list[DriftCheck]
     assert result.stdout.splitlines()[0].endswith(
         "lab.yaml against nothing applied yet (no revision)"
     )
-    assert "RULES (8 added)" in result.stdout
+    assert "RULES (9 added)" in result.stdout  # 7 written, 2 implied by the time section
 
 
 def test_cli_against_the_current_revision(tmp_path: Path, no_kernel: list[DriftCheck]) -> None:
@@ -565,7 +572,7 @@ def test_cli_against_the_current_revision(tmp_path: Path, no_kernel: list[DriftC
         "2026-01-01T00:00:00+00:00 by alice)"
     )
     assert lines[2] == "RISKS (2)"
-    assert "  !! lockout-risk  was lab.yaml:85" in lines
+    assert f"  !! lockout-risk  was lab.yaml:{MANAGE_LINE}" in lines
 
 
 def test_cli_caller_from_ssh_connection(
