@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from gateway.policy.addresses import parse_net
+from gateway.policy.derive import DEFINITION_PATHS
+from gateway.policy.killswitch import KillSwitch
 from gateway.policy.load import LoadedPolicy
 from gateway.policy.model import ANY, SELF, Policy, Rule, Service
 from gateway.policy.ruleset import NftChain, NftMap, NftSet, Origin, Table, render
@@ -31,6 +33,7 @@ IP = {4: "ip", 6: "ip6"}
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 ND_TYPES = "nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert"
 HOOKS = ("input", "forward", "output")
+GATE_PORT_TYPE = "inet_proto . inet_service"  # a gate grants source . target . proto . port
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,11 @@ class _Builder:
         }
 
     def origin(self, what: str, path: tuple[str | int, ...]) -> Origin:
-        """Where a named definition (zone, endpoint, gate) is: the line of its name."""
+        """Where a named definition (zone, endpoint, gate) is: the line of its name, or of
+        the section that implies it."""
+        key = (str(path[0]), str(path[-1])) if len(path) == 2 else None
+        if key in DEFINITION_PATHS:
+            path = DEFINITION_PATHS[key]
         return Origin(what, self.file, self.loaded.source.key_at(path).line)
 
     # -- sets ---------------------------------------------------------------------------
@@ -183,7 +190,7 @@ class _Builder:
             for version in (4, 6):
                 nft_set = NftSet(
                     set_name("gate", name, version),
-                    f"{ADDR_TYPE[version]} . {ADDR_TYPE[version]}",
+                    f"{ADDR_TYPE[version]} . {ADDR_TYPE[version]} . {GATE_PORT_TYPE}",
                     ("timeout",),
                     origin=self.origin(f"gate {name}", ("gates", name)),
                 )
@@ -261,7 +268,7 @@ class _Builder:
                 matches.append(f"{ip} daddr @{set_name('ep', dst.endpoint, version)}")
             if rule.gate:
                 gate = set_name("gate", rule.gate, version)
-                matches.append(f"{ip} saddr . {ip} daddr @{gate}")
+                matches.append(f"{ip} saddr . {ip} daddr . meta l4proto . th dport @{gate}")
             if rule.rate_limit and rule.rate_limit.per_source and not matches:
                 matches.append(f"meta nfproto ipv{version}")
             result.append((version, matches))
@@ -323,11 +330,13 @@ class _Builder:
 
     def _base_chains(self, leaves: set[str]) -> None:
         defaults = self.policy.defaults
-        if defaults.reverse_path_filter:
-            self._prerouting()
+        kill_switch = KillSwitch(self)
+        if defaults.reverse_path_filter or self.policy.support_vpn is not None:
+            self._prerouting(kill_switch)
         for hook in HOOKS:
             base = self.table.chain(hook)
             base.hook = hook
+            kill_switch.before_conntrack(base, hook)
             base.add("ct state established,related accept")
             base.add("ct state invalid counter drop", note="invalid packets")
             if hook != "forward":
@@ -341,6 +350,7 @@ class _Builder:
                     "fib daddr . iif type != { local, broadcast, multicast } counter drop",
                     note="strong host: not an address of the arriving interface",
                 )
+            kill_switch.after_conntrack(base, hook)
             classifier = self._classifier(hook, leaves)
             if self.table.chains[classifier].rules:
                 base.add(f"jump {classifier}")
@@ -356,10 +366,13 @@ class _Builder:
             final = "reject with icmpx admin-prohibited" if verdict == "reject" else "drop"
             base.add(f"counter {final}", note=f"default: {verdict} everything else")
 
-    def _prerouting(self) -> None:
+    def _prerouting(self, kill_switch: KillSwitch) -> None:
         chain = self.table.chain("prerouting")
         chain.hook, chain.priority, chain.policy = "prerouting", "raw", "accept"
         chain.add("iif lo accept")
+        kill_switch.prerouting(chain)
+        if not self.policy.defaults.reverse_path_filter:
+            return
         chain.add("ip6 saddr :: accept", note="IPv6 duplicate address detection")
         defaults = self.policy.defaults
         if defaults.log_drops:

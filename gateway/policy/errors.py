@@ -62,6 +62,13 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f" (did you mean '{matches[0]}'?)" if matches else ""
 
 
+def undefined(kind: str, name: str, candidates: Iterable[str]) -> str:
+    """ "undefined zone 'hbus' (did you mean 'hubs'?)" — or says that none is defined."""
+    names = set(candidates)
+    hint = did_you_mean(name, names) if names else f" (no {kind} is defined)"
+    return f"undefined {kind} '{name}'{hint}"
+
+
 def quoted_list(names: Iterable[str], limit: int = 8) -> str:
     """'a', 'b', 'c' (and N more) — for "expected one of" messages."""
     ordered = sorted(set(names))

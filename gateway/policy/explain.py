@@ -187,6 +187,8 @@ class Explainer:
             for role in z.interfaces
         }
         self.endpoint_spans = {n: _spans(e.addresses) for n, e in policy.endpoints.items()}
+        support = policy.support_vpn
+        self.inner_spans = _spans(support.inner_networks) if support else {}
         self.entries = tuple(self._entries())
 
     # -- preparation ----------------------------------------------------------------
@@ -343,7 +345,7 @@ class Explainer:
         if loop is not None:
             return loop
         sides = self._sides(flow, src, dst, appliance, ctx)
-        early = self._base_chains(flow, src, dst, sides, appliance)
+        early = self._base_chains(flow, src, dst, sides, appliance, ctx)
         if early is not None and early[0] == "accept":
             return self._finish(flow, src.version, sides, "accept", early[1])
         blocker = early[1] if early is not None else None
@@ -408,11 +410,20 @@ class Explainer:
         return Side(addr.text, owners[0] if owners else None, True)
 
     def _base_chains(
-        self, flow: Flow, src: Address, dst: Address, sides: _Sides, appliance: Appliance
+        self,
+        flow: Flow,
+        src: Address,
+        dst: Address,
+        sides: _Sides,
+        appliance: Appliance,
+        ctx: Context,
     ) -> tuple[Verdict, Decision] | None:
         """What the base chains decide before classification, in the kernel's order."""
         defaults = self.policy.defaults
         iif = sides.iif
+        stopped = self._kill_switch(src, dst, sides, ctx)
+        if stopped is not None:
+            return "drop", stopped
         if sides.hook != "output" and appliance.owns(src):
             kind: DecisionKind = "reverse-path" if defaults.reverse_path_filter else "martian"
             return "drop", Decision(
@@ -442,6 +453,45 @@ class Explainer:
                 f"strict destination: {dst} is the appliance's address on {owners}, "
                 f"but the packet arrives on {iif}",
             )
+        return None
+
+    def _kill_switch(
+        self, src: Address, dst: Address, sides: _Sides, ctx: Context
+    ) -> Decision | None:
+        """The support tunnel's kill switch (killswitch.py), in the order the kernel meets it.
+
+        Prerouting, then before conntrack, then (forward) before classification; every one
+        drops, so the first that applies decides.
+        """
+        support = self.policy.support_vpn
+        if support is None:
+            return None
+        tunnel = self.policy.interfaces[support.interface]
+        inner = self.inner_spans
+        hook, iif, oif = sides.hook, sides.iif, sides.oif
+        arriving, leaving = hook in ("input", "forward"), hook in ("output", "forward")
+        if arriving and _contains(inner, src) is not None and iif != tunnel:
+            return _kill(f"{src} is a support-tunnel address but arrives on {iif}, not {tunnel}")
+        concentrator = self.in_endpoint(support.concentrator, dst, ctx)
+        if support.mode == "disabled":
+            if arriving and iif == tunnel:
+                return _kill(f"the support VPN is disabled: nothing arrives on {tunnel}")
+            if leaving and (oif == tunnel or concentrator):
+                return _kill(
+                    f"the support VPN is disabled: nothing goes to {tunnel} or the concentrator"
+                )
+        if leaving and _contains(inner, dst) is not None and oif not in (tunnel, LOOPBACK):
+            return _kill(
+                f"{dst} is a support-tunnel address: it is reached only through "
+                f"{tunnel}, never {oif}"
+            )
+        ipv6_on_tunnel = (arriving and iif == tunnel) or (leaving and oif == tunnel)
+        if not support.ipv6 and src.version == 6 and ipv6_on_tunnel:
+            return _kill("no IPv6 on the support path (support_vpn.ipv6 is false)")
+        if hook == "forward" and (oif == tunnel or _contains(inner, dst) is not None):
+            return _kill(f"nothing is forwarded into the support tunnel ({tunnel})")
+        if hook == "forward" and concentrator:
+            return _kill("nothing is forwarded toward the support concentrator")
         return None
 
     def _rules(
@@ -584,7 +634,9 @@ class Explainer:
                 "never crosses the appliance, so no rule is generated for it"
             )
         gate = entry.rule.gate
-        if gate is not None and (gate, src.text, dst.text) not in gates:
+        if gate is not None and flow.proto == "icmp":
+            reasons.append(f"gate '{gate}' grants tcp/udp ports only, never ICMP")
+        elif gate is not None and (gate, src.text, dst.text) not in gates:
             reasons.append(_gate_reason(gate, src, dst))
         return reasons
 
@@ -653,6 +705,10 @@ def _canonical_gate(grant: tuple[str, str, str]) -> tuple[str, str, str]:
         return gate, str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst))
     except ValueError:
         return grant
+
+
+def _kill(text: str) -> Decision:
+    return Decision("kill-switch", f"support kill switch: {text}")
 
 
 def _gate_reason(gate: str, src: Address, dst: Address) -> str:

@@ -27,6 +27,7 @@ DecisionKind = Literal[
     "reverse-path",
     "strict-destination",
     "martian",
+    "kill-switch",
 ]
 PROTOS: tuple[Proto, ...] = ("tcp", "udp", "icmp")
 LOOPBACK = "lo"

@@ -29,6 +29,7 @@ from gateway.policy.model import (
     Rule,
     Service,
     Site,
+    SupportVpn,
     TimeService,
     Zone,
 )
@@ -74,7 +75,12 @@ class Parts:
     rules: list[tuple[int, Rule]] = field(default_factory=list)
     defaults: Defaults | None = None
     time: TimeService | None = None
+    support_vpn: SupportVpn | None = None
     declared: dict[str, set[str]] = field(default_factory=dict)
+
+    def names(self, section: str) -> set[str]:
+        """Names the file declares in `section`, even those whose bodies are broken."""
+        return self.declared.get(section, set())
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,8 @@ def _validate_single(source: Source, key: str, value: Any, parts: Parts) -> list
         parts.defaults = valid
     elif key == "time":
         parts.time = valid
+    elif key == "support_vpn":
+        parts.support_vpn = valid
     return []
 
 

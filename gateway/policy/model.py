@@ -103,6 +103,35 @@ def _check_network(text: str) -> str:
     return str(parse_net(text))
 
 
+DURATION_PATTERN = r"^[1-9][0-9]{0,5}(s|m|h|d)$"
+DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+WG_KEY_PATTERN = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
+
+
+def duration_seconds(text: str) -> int:
+    """'90s', '15m', '4h', '2d' -> seconds (the text is already validated)."""
+    return int(text[:-1]) * DURATION_SECONDS[text[-1]]
+
+
+def _check_interface_address(text: str) -> str:
+    """An address with its prefix length, like '198.18.200.2/24' (host bits expected)."""
+    address, slash, prefix = text.partition("/")
+    if not slash:
+        raise ValueError(f"'{text}' needs a prefix length, like '{text}/24'")
+    parse_net(address)
+    bits = 128 if ":" in address else 32
+    if not prefix.isdigit() or not 1 <= int(prefix) <= bits:
+        raise ValueError(f"'{text}' has an invalid prefix length (1-{bits})")
+    return f"{parse_net(address)}/{int(prefix)}"
+
+
+def _check_host(text: str) -> str:
+    net = parse_net(text)
+    if net.first != net.last:
+        raise ValueError(f"'{text}' is a network; give one address")
+    return str(net)
+
+
 def _check_fqdn(text: str) -> str:
     name = text.rstrip(".").lower()
     if "://" in text or "/" in text or ":" in text:
@@ -151,6 +180,19 @@ Network = Annotated[
     str,
     AfterValidator(_check_network),
     Field(description="An IPv4/IPv6 address or CIDR network, e.g. '10.20.0.0/16'."),
+]
+Duration = Annotated[
+    str,
+    StringConstraints(pattern=DURATION_PATTERN),
+    Field(description="A duration: '90s', '15m', '4h' or '2d'."),
+]
+InterfaceAddress = Annotated[
+    str,
+    AfterValidator(_check_interface_address),
+    Field(description="An address with its prefix length, e.g. '198.18.200.2/24'."),
+]
+HostAddress = Annotated[
+    str, AfterValidator(_check_host), Field(description="One IPv4 or IPv6 address.")
 ]
 Fqdn = Annotated[
     str,
@@ -291,6 +333,58 @@ class TimeService(_Strict):
     )
 
 
+class StaffMember(_Strict):
+    """A vendor engineer who may be granted support access."""
+
+    name: Name
+    address: HostAddress = Field(description="Inner address the concentrator gives them.")
+    us_person: bool = Field(description="Attested US person (ITAR): required to be granted.")
+    max_window: Duration = Field(default="4h", description="Longest window they may get.")
+
+
+class SupportTarget(_Strict):
+    """What a gate may grant: these services on these destinations."""
+
+    to: NameList = Field(description="Zones (usually hubs) and/or 'self'.")
+    allow: list[Name] = Field(min_length=1, description="Services (tcp/udp only).")
+
+
+def _default_targets() -> list[SupportTarget]:
+    return [SupportTarget(to=[SELF, "hubs"], allow=["ssh"])]
+
+
+class SupportVpn(_Strict):
+    """The outbound support tunnel (WireGuard) and who may come through it, when.
+
+    The compiler derives the tunnel and access rules from it and adds a kill switch to the
+    table: staff addresses only on the tunnel, nothing forwarded into it, nothing for the
+    inner networks leaves any other way, no IPv6 on it unless allowed.
+    """
+
+    mode: Literal["disabled", "gated", "always-on"] = Field(
+        default="gated",
+        description="disabled: no tunnel; gated: access only while a gate is open; "
+        "always-on: listed staff reach the targets without a gate.",
+    )
+    interface: Name = Field(description="Interface role of the tunnel (e.g. support-tunnel).")
+    address: InterfaceAddress = Field(description="The appliance's inner address and prefix.")
+    concentrator: Name = Field(description="Endpoint of the vendor's concentrator.")
+    port: int = Field(default=51820, ge=1, le=65535, description="The concentrator's UDP port.")
+    public_key: str = Field(
+        pattern=WG_KEY_PATTERN, description="The concentrator's WireGuard public key (base64)."
+    )
+    inner_networks: list[Network] = Field(
+        min_length=1, description="Addresses inside the tunnel (the concentrator's and staff)."
+    )
+    keepalive: int = Field(default=25, ge=0, le=3600, description="Seconds; 0 = off.")
+    ipv6: bool = Field(default=False, description="Allow IPv6 on the support path.")
+    gate: Name = Field(default="support", description="The gate that grants access.")
+    approvals_required: int = Field(default=1, ge=1, le=5)
+    request_ttl: Duration = Field(default="8h", description="Pending requests expire after.")
+    targets: list[SupportTarget] = Field(default_factory=_default_targets)
+    staff: list[StaffMember] = Field(default_factory=list)
+
+
 class Defaults(_Strict):
     """What happens to everything no rule allows."""
 
@@ -331,6 +425,7 @@ class Policy(_Strict):
     services: dict[Name, Service]
     gates: dict[Name, Gate] = Field(default_factory=dict)
     time: TimeService | None = Field(default=None, description="The NTP relay for the hubs.")
+    support_vpn: SupportVpn | None = Field(default=None, description="The support tunnel.")
     rules: list[Rule]
     defaults: Defaults = Field(default_factory=Defaults)
 

@@ -422,12 +422,15 @@ def _probe(shot: Shot) -> Probe:
 def _grants(
     loaded: LoadedPolicy, tests: ExpectationFile, shots: Sequence[Shot]
 ) -> dict[str, list[str]]:
-    """Gate set -> 'src . dst' elements for `shots`; every gate set listed, so all are reset."""
+    """Gate set -> 'src . dst . proto . port' elements for `shots` (a gate grants one port);
+    every gate set listed, so all are reset."""
     grants: dict[str, list[str]] = {set_name("gate", g, 4): [] for g in loaded.policy.gates}
     for shot in shots:
         flow = tests.cases[shot.index].flow
         for gate in shot.gates:
-            grants[set_name("gate", gate, 4)].append(f"{flow.src} . {flow.dst}")
+            if flow.proto in ("tcp", "udp"):  # ICMP cannot be granted: the gate stays shut
+                element = f"{flow.src} . {flow.dst} . {flow.proto} . {flow.dport}"
+                grants[set_name("gate", gate, 4)].append(element)
     return {name: list(dict.fromkeys(items)) for name, items in grants.items()}
 
 

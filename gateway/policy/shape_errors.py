@@ -17,7 +17,13 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from gateway.policy.errors import Problem, did_you_mean, quoted_list
-from gateway.policy.model import IFNAME_PATTERN, NAME_PATTERN, RATE_PATTERN
+from gateway.policy.model import (
+    DURATION_PATTERN,
+    IFNAME_PATTERN,
+    NAME_PATTERN,
+    RATE_PATTERN,
+    WG_KEY_PATTERN,
+)
 from gateway.policy.source import PathItem, Source, describe_kind
 
 EXPECTED = {
@@ -36,6 +42,8 @@ PATTERN_HINTS = {
     "letter (40 characters at most)",
     IFNAME_PATTERN: "is not a valid interface name (1-15 characters, no spaces or '/')",
     RATE_PATTERN: "is not a rate: write it like '10/second', '600/minute' or '50/hour'",
+    WG_KEY_PATTERN: "is not a WireGuard public key (44 characters of base64 ending in '=')",
+    DURATION_PATTERN: "is not a duration: write it like '90s', '15m', '4h' or '2d'",
 }
 
 # pydantic appends these to a location to say which part of a union or validator failed.

@@ -8,14 +8,24 @@ mistake is reported once, where it is.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from gateway.policy.addresses import Net, Tagged, overlaps, parse_net
-from gateway.policy.derive import RESERVED_RULES, RESERVED_SERVICES
-from gateway.policy.errors import Problem, did_you_mean
+from gateway.policy.derive import (
+    NTP_SERVICE,
+    NTS_SERVICE,
+    SUPPORT_SERVICE,
+    SUPPORT_STAFF,
+    SUPPORT_TUNNEL,
+    TIME_SERVE,
+    TIME_UPSTREAM,
+    access_rule_names,
+)
+from gateway.policy.errors import Problem, undefined
 from gateway.policy.load import Parts
 from gateway.policy.model import ANY, RESERVED_NAMES, SELF, Endpoint, Rule, Zone
 from gateway.policy.source import Source
+from gateway.policy.validate_support import check_support
 
 BOTH = frozenset({4, 6})
 Families = dict[str, frozenset[int]]  # zone or endpoint -> the IP versions it can have
@@ -30,18 +40,10 @@ def check_semantics(parts: Parts, source: Source) -> list[Problem]:
         *_check_services(parts, source),
         *_check_rules(parts, source),
         *_check_site(parts, source),
+        *_check_reserved(parts, source),
         *_check_time(parts, source),
+        *check_support(parts, source),
     ]
-
-
-def _declared(parts: Parts, section: str) -> set[str]:
-    return parts.declared.get(section, set())
-
-
-def _undefined(kind: str, name: str, candidates: Iterable[str]) -> str:
-    names = set(candidates)
-    hint = did_you_mean(name, names) if names else f" (no {kind} is defined)"
-    return f"undefined {kind} '{name}'{hint}"
 
 
 def _check_interfaces(parts: Parts, source: Source) -> Iterator[Problem]:
@@ -66,14 +68,14 @@ def _check_interfaces(parts: Parts, source: Source) -> Iterator[Problem]:
 
 
 def _check_zones(parts: Parts, source: Source) -> Iterator[Problem]:
-    roles = _declared(parts, "interfaces")
+    roles = parts.names("interfaces")
     catch_all: dict[str, str] = {}
     for name, zone in parts.zones.items():
         if name in RESERVED_NAMES:
             yield source.problem(
                 ("zones", name), f"'{name}' is reserved; pick another zone name", at_key=True
             )
-        if name in _declared(parts, "endpoints"):
+        if name in parts.names("endpoints"):
             yield source.problem(
                 ("endpoints", name), f"'{name}' is both a zone and an endpoint", at_key=True
             )
@@ -86,7 +88,7 @@ def _check_zones(parts: Parts, source: Source) -> Iterator[Problem]:
         for index, role in enumerate(zone.interfaces):
             if role not in roles:
                 yield source.problem(
-                    ("zones", name, "interfaces", index), _undefined("interface role", role, roles)
+                    ("zones", name, "interfaces", index), undefined("interface role", role, roles)
                 )
             elif not zone.networks and role in catch_all:
                 yield source.problem(
@@ -167,7 +169,7 @@ def _inside(inner: Net, outer: Net) -> bool:
 
 
 def _check_endpoints(parts: Parts, source: Source) -> Iterator[Problem]:
-    zones = _declared(parts, "zones")
+    zones = parts.names("zones")
     for name, endpoint in parts.endpoints.items():
         if name in RESERVED_NAMES:
             yield source.problem(
@@ -179,7 +181,7 @@ def _check_endpoints(parts: Parts, source: Source) -> Iterator[Problem]:
             )
         if endpoint.zone is not None and endpoint.zone not in zones:
             yield source.problem(
-                ("endpoints", name, "zone"), _undefined("zone", endpoint.zone, zones)
+                ("endpoints", name, "zone"), undefined("zone", endpoint.zone, zones)
             )
         zone = parts.zones.get(endpoint.zone or "")
         if zone is not None:
@@ -259,25 +261,33 @@ def _check_rules(parts: Parts, source: Source) -> Iterator[Problem]:
 def _check_rule_references(
     index: int, rule: Rule, parts: Parts, source: Source
 ) -> Iterator[Problem]:
-    peers = _declared(parts, "zones") | _declared(parts, "endpoints") | RESERVED_NAMES
+    peers = parts.names("zones") | parts.names("endpoints") | RESERVED_NAMES
     for side, names in (("from", rule.from_), ("to", rule.to)):
         for position, name in enumerate(names):
             if name not in peers:
                 yield source.problem(
-                    ("rules", index, side, position), _undefined("zone or endpoint", name, peers)
+                    ("rules", index, side, position), undefined("zone or endpoint", name, peers)
                 )
-    services = _declared(parts, "services")
+    services = parts.names("services")
     listed: set[str] = set()
     for position, name in enumerate(rule.allow):
         path = ("rules", index, "allow", position)
         if name not in services:
-            yield source.problem(path, _undefined("service", name, services))
+            yield source.problem(path, undefined("service", name, services))
         elif name in listed:
             yield source.warning(path, f"service '{name}' is listed twice")
         listed.add(name)
-    gates = _declared(parts, "gates")
+    gates = parts.names("gates")
     if rule.gate is not None and rule.gate not in gates:
-        yield source.problem(("rules", index, "gate"), _undefined("gate", rule.gate, gates))
+        yield source.problem(("rules", index, "gate"), undefined("gate", rule.gate, gates))
+    if rule.gate is not None:
+        for position, name in enumerate(rule.allow):
+            service = parts.services.get(name)
+            if service is not None and (service.icmp or service.icmpv6):
+                yield source.problem(
+                    ("rules", index, "allow", position),
+                    f"service '{name}' has ICMP types, but a gate grants tcp/udp ports only",
+                )
 
 
 def _check_rule_can_match(
@@ -362,10 +372,10 @@ def _check_site(parts: Parts, source: Source) -> Iterator[Problem]:
     resolver = parts.site.resolver if parts.site else None
     if resolver is not None:
         endpoint = parts.endpoints.get(resolver)
-        if resolver not in _declared(parts, "endpoints"):
+        if resolver not in parts.names("endpoints"):
             yield source.problem(
                 ("site", "resolver"),
-                _undefined("endpoint", resolver, _declared(parts, "endpoints")),
+                undefined("endpoint", resolver, parts.names("endpoints")),
             )
         elif endpoint is not None and not endpoint.addresses:
             yield source.problem(
@@ -384,33 +394,51 @@ def _check_site(parts: Parts, source: Source) -> Iterator[Problem]:
     _ = ANY  # 'any' is a valid peer everywhere; it needs no check of its own
 
 
-def _check_time(parts: Parts, source: Source) -> Iterator[Problem]:
-    """The NTP relay's references, thresholds, and the names its derived rules take."""
+def _check_reserved(parts: Parts, source: Source) -> Iterator[Problem]:
+    """Names the time and support_vpn sections take, when present, for what they imply."""
+    owner: dict[tuple[str, str], str] = {}  # (section, name) -> the section that takes it
+    if parts.time is not None:
+        for name in (TIME_SERVE, TIME_UPSTREAM):
+            owner[("rules", name)] = "time"
+        for name in (NTP_SERVICE, NTS_SERVICE):
+            owner[("services", name)] = "time"
+    if parts.support_vpn is not None:
+        for name in (SUPPORT_TUNNEL, *(n for n, _ in access_rule_names(parts.support_vpn))):
+            owner[("rules", name)] = "support_vpn"
+        owner[("services", SUPPORT_SERVICE)] = "support_vpn"
+        owner[("endpoints", SUPPORT_STAFF)] = "support_vpn"
     for index, rule in parts.rules:
-        if rule.name in RESERVED_RULES:
+        if ("rules", rule.name) in owner:
+            section = owner[("rules", rule.name)]
             yield source.problem(
                 ("rules", index, "name"),
-                f"rule name '{rule.name}' is reserved for the time section",
+                f"rule name '{rule.name}' is reserved: the {section} section makes that rule",
             )
-    for name in parts.services:
-        if name in RESERVED_SERVICES:
-            yield source.problem(
-                ("services", name),
-                f"service name '{name}' is reserved for the time section",
-                at_key=True,
-            )
+    for kind in ("services", "endpoints"):
+        for name in parts.names(kind):
+            if (kind, name) in owner:
+                section = owner[(kind, name)]
+                yield source.problem(
+                    (kind, name),
+                    f"{kind[:-1]} name '{name}' is reserved for the {section} section",
+                    at_key=True,
+                )
+
+
+def _check_time(parts: Parts, source: Source) -> Iterator[Problem]:
+    """The NTP relay's references and thresholds."""
     time = parts.time
     if time is None:
         return
-    endpoints, zones = _declared(parts, "endpoints"), _declared(parts, "zones")
+    endpoints, zones = parts.names("endpoints"), parts.names("zones")
     for index, name in enumerate(time.upstreams):
         if name not in endpoints:
             yield source.problem(
-                ("time", "upstreams", index), _undefined("endpoint", name, endpoints)
+                ("time", "upstreams", index), undefined("endpoint", name, endpoints)
             )
     for index, name in enumerate(time.serve):
         if name not in zones:
-            yield source.problem(("time", "serve", index), _undefined("zone", name, zones))
+            yield source.problem(("time", "serve", index), undefined("zone", name, zones))
     if time.offset_warn >= time.offset_high:
         yield source.problem(
             ("time", "offset_warn"),

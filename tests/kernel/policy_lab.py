@@ -78,6 +78,9 @@ def table_text(namespace: str) -> str:
     return re.sub(r" expires \S+", "", text)
 
 
-def open_gate(namespace: str, source: str, target: str, seconds: int) -> None:
-    element = f"{{ {source} . {target} timeout {seconds}s }}"
+def open_gate(
+    namespace: str, source: str, target: str, seconds: int, port: int = 22, proto: str = "tcp"
+) -> None:
+    """Grant `source` -> `target` on one port, as the gate does, expiring in the kernel."""
+    element = f"{{ {source} . {target} . {proto} . {port} timeout {seconds}s }}"
     run_in(namespace, "nft", "add", "element", "inet", "plantgate", "gate_support_v4", element)

@@ -86,7 +86,7 @@ def test_drift_after_manual_changes(space: Space, tmp_path: Path) -> None:
 
     space.nft_cmd(
         "add", "element", "inet", "plantgate", "gate_support_v4",
-        "{ 198.18.201.5 . 198.18.10.11 timeout 10m }",
+        "{ 198.18.201.5 . 198.18.10.11 . tcp . 22 timeout 10m }",
     )  # fmt: skip
     space.nft_cmd(
         "add", "element", "inet", "plantgate", "ep_ntp-upstream_v4", "{ 198.19.0.123 timeout 1h }"

@@ -58,7 +58,7 @@ rules:
     to: self
     allow: [dns]
     rate_limit: {rate: 100/second, per_source: true}
-  - {name: gated-ping, from: alpha-rest, to: beta, allow: [ping], gate: g}
+  - {name: gated-dns, from: alpha-rest, to: beta, allow: [dns], gate: g}
 """
 RELAXED = "defaults:\n  reverse_path_filter: false\n  strict_destination: false\n  input: reject\n"
 
@@ -97,9 +97,9 @@ expect:
   - {from: c1, to: gw, udp: 53, expect: accept}
   - {from: c1, to: gw, tcp: 80, expect: drop}
   - {from: quiet1, to: gw, udp: 53, expect: accept}
-  - {from: arest, to: b1, iif: veth-a, icmp: echo-request, gate: open, expect: accept}
-  - {from: arest, to: b1, iif: veth-a, icmp: echo-request, expect: drop}
-  - {from: a1, to: b1, icmp: echo-request, gate: open, expect: drop}
+  - {from: arest, to: b1, iif: veth-a, udp: 53, gate: open, expect: accept}
+  - {from: arest, to: b1, iif: veth-a, udp: 53, expect: drop}
+  - {from: a1, to: b1, udp: 53, gate: open, expect: drop}
   - {from: b1, to: a1, tcp: 80, expect: drop}
   - {from: brest, to: arest, iif: veth-b, oif: veth-a, udp: 53, expect: drop}
   - {from: a1, to: gw@veth-b, udp: 53, expect: drop}

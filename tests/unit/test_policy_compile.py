@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.policy.compile import compile_policy
-from gateway.policy.load import load_file
+from gateway.policy.load import LoadedPolicy, load_file, load_text
 from tests.unit.conftest import BASE, POLICIES, load
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -100,8 +100,12 @@ def test_catch_all_zone_cannot_claim_another_zones_addresses() -> None:
 
 def test_gate_rules_match_the_gate_set_pairs() -> None:
     text = compile_policy(load_file(POLICIES / "lab.yaml")).text
-    assert "ip saddr . ip daddr @gate_support_v4 meta l4proto . th dport @svc_support-ssh" in text
-    assert "set gate_support_v4 {\n\t\ttype ipv4_addr . ipv4_addr\n\t\tflags timeout" in text
+    gated = "ip saddr . ip daddr . meta l4proto . th dport @gate_support_v4"
+    assert f"ip saddr @ep_support-staff_v4 {gated} meta l4proto . th dport @svc_support-ssh" in text
+    assert (
+        "set gate_support_v4 {\n\t\ttype ipv4_addr . ipv4_addr . inet_proto . inet_service\n"
+        "\t\tflags timeout" in text
+    )
 
 
 def test_fqdn_endpoints_are_timeout_sets_filled_at_run_time() -> None:
@@ -174,3 +178,62 @@ def test_zone_less_endpoint_is_matched_within_each_zone() -> None:
     )
     text = compile_policy(load(policy)).text
     assert text.count("ip saddr @ep_laptop_v4 meta l4proto . th dport @svc_ops counter accept") == 3
+
+
+def _lab(**replacements: str) -> str:
+    text = (POLICIES / "lab.yaml").read_text()
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return compile_policy(load_file_text(text)).text
+
+
+def load_file_text(text: str) -> LoadedPolicy:
+    return load_text(text, "lab.yaml")
+
+
+def _chain(text: str, name: str) -> list[str]:
+    body = text[text.index(f"\tchain {name} {{") :]
+    return [line.strip() for line in body[: body.index("\n\t}")].splitlines()[2:]]
+
+
+def test_kill_switch_drops_come_before_the_conntrack_fast_path() -> None:
+    output = _chain(_lab(), "output")
+    established = output.index("ct state established,related accept")
+    before = output[:established]
+    assert any(
+        r.startswith('ip daddr @support_inner_v4 oifname != { "wg-support", "lo" } counter drop')
+        for r in before
+    )
+    assert any(r.startswith('oifname "wg-support" meta nfproto ipv6 counter drop') for r in before)
+    forward = _chain(_lab(), "forward")
+    after = forward[forward.index("ct state established,related accept") :]
+    assert any(r.startswith('oifname "wg-support" counter drop') for r in after)
+    prerouting = _chain(_lab(), "prerouting")
+    assert prerouting[1].startswith(
+        'ip saddr @support_inner_v4 iifname != "wg-support" counter drop'
+    )
+
+
+def test_disabled_vpn_has_no_tunnel_rule_and_drops_the_concentrator() -> None:
+    text = _lab(**{"  mode: gated ": "  mode: disabled "})
+    assert "support-tunnel @" not in text and "support-ssh @" not in text
+    output = _chain(text, "output")
+    established = output.index("ct state established,related accept")
+    assert (
+        'ip daddr @ep_support-concentrator_v4 counter drop comment "support_vpn @ lab.yaml:72"'
+        in (output[:established])
+    )
+    assert 'oifname "wg-support" counter drop comment "support_vpn @ lab.yaml:72"' in output
+
+
+def test_always_on_access_has_no_gate_but_only_for_listed_staff() -> None:
+    text = _lab(**{"  mode: gated ": "  mode: always-on "})
+    rule = next(line for line in text.splitlines() if "support-ssh @" in line and "accept" in line)
+    assert "@gate_support" not in rule
+    assert "ip saddr @ep_support-staff_v4" in rule
+
+
+def test_ipv6_on_the_support_path_when_allowed() -> None:
+    text = _lab(**{"  keepalive: 25\n": "  keepalive: 25\n  ipv6: true\n"})
+    assert "meta nfproto ipv6 counter drop" not in text

@@ -58,7 +58,13 @@ def site() -> Explainer:
     return Explainer(load_file(SITE))
 
 
-DERIVED = {"time-serve": "serve:", "time-upstream": "upstreams:"}  # from the time section
+# Rules the time and support_vpn sections imply cite the line they come from.
+DERIVED = {
+    "time-serve": "serve:",
+    "time-upstream": "upstreams:",
+    "support-tunnel": "concentrator:",
+    "support-ssh": "- {to: [self, hubs], allow: [ssh]}",
+}
 
 
 def rule_line(path: Path, name: str) -> int:
@@ -166,11 +172,22 @@ def test_site_matrix_rows_are_accepted_by_their_rule(
 
 
 def test_site_support_row(site: Explainer) -> None:
+    grant = ("support", "100.64.201.10", "172.31.0.21")  # jane-doe, on the staff list
+    ctx = Context(SITE_SELF, SITE_NAMES, frozenset({grant}))
+    result = site.explain(flow("100.64.201.10", "172.31.0.21", "tcp/22"), ctx)
+    assert result.decision.rule is not None
+    assert (result.verdict, result.decision.rule.name) == ("accept", "support-ssh")
+
+
+def test_an_address_not_on_the_staff_list_gets_nothing_even_with_a_grant(site: Explainer) -> None:
     grant = ("support", "100.64.201.7", "172.31.0.21")
     ctx = Context(SITE_SELF, SITE_NAMES, frozenset({grant}))
     result = site.explain(flow("100.64.201.7", "172.31.0.21", "tcp/22"), ctx)
-    assert result.decision.rule is not None
-    assert (result.verdict, result.decision.rule.name) == ("accept", "support-ssh")
+    assert result.verdict == "drop"
+    assert result.closest is not None
+    assert result.closest.reasons == (
+        "source 100.64.201.7 is not an address of endpoint 'support-staff' (100.64.201.10)",
+    )
 
 
 # ---------------------------------------------------------------- drops
@@ -264,7 +281,7 @@ def test_open_gate_grants_only_the_rules_services(lab: Explainer) -> None:
     assert result.closest is not None
     assert (result.closest.rule.name, result.closest.origin, result.closest.target) == (
         "support-ssh",
-        "support",
+        "support-staff",
         "self",
     )
     assert result.closest.reasons == ("tcp/9100 is not in services ssh (tcp/22)",)
@@ -728,3 +745,35 @@ def test_cli_explain_invalid_policy_is_located(tmp_path: Path) -> None:
         result.stderr
         == f"{bad}:21:11: error: undefined zone or endpoint 'hbus' (did you mean 'hubs'?)\n"
     )
+
+
+# ---------------------------------------------------------------- the support kill switch
+
+
+def test_tunnel_addresses_arriving_elsewhere_are_dropped(lab: Explainer) -> None:
+    result = lab.explain(flow("198.18.201.5", "198.18.10.11", "tcp/22", iif="wan0"), lab_ctx())
+    assert (result.verdict, result.decision.kind) == ("drop", "kill-switch")
+    assert "198.18.201.5 is a support-tunnel address but arrives on wan0" in result.decision.text
+
+
+def test_inner_addresses_never_leave_by_another_interface(lab: Explainer) -> None:
+    result = lab.explain(flow("198.18.10.1", "198.18.201.5", "tcp/22", oif="wan0"), lab_ctx())
+    assert (result.verdict, result.decision.kind) == ("drop", "kill-switch")
+    assert "reached only through wg-support, never wan0" in result.decision.text
+
+
+def test_nothing_is_forwarded_into_the_tunnel(lab: Explainer) -> None:
+    result = lab.explain(flow("198.18.10.11", "198.18.201.5", "tcp/443"), lab_ctx())
+    assert (result.verdict, result.decision.kind) == ("drop", "kill-switch")
+
+
+def test_disabled_vpn_drops_the_concentrator(lab_text_disabled: Explainer) -> None:
+    result = lab_text_disabled.explain(flow("198.18.20.1", "198.19.0.51", "udp/51820"), lab_ctx())
+    assert (result.verdict, result.decision.kind) == ("drop", "kill-switch")
+    assert "the support VPN is disabled" in result.decision.text
+
+
+@pytest.fixture
+def lab_text_disabled() -> Explainer:
+    text = LAB.read_text().replace("  mode: gated ", "  mode: disabled ")
+    return Explainer(load(text, "lab.yaml"))

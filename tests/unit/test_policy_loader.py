@@ -393,12 +393,16 @@ TIME_CASES = {
     ),
     "reserved rule name": (
         WITH_UP.replace("name: hubs-in", "name: time-serve") + TIME,
-        ["p.yaml:21:11: error: rule name 'time-serve' is reserved for the time section"],
+        [
+            "p.yaml:21:11: error: rule name 'time-serve' is reserved: the time section makes "
+            "that rule"
+        ],
     ),
     "reserved service name": (
         WITH_UP.replace("  ntp: {udp: [123]}", "  ntp-relay: {udp: [123]}").replace(
             "[https, ntp]", "[https, ntp-relay]"
-        ),
+        )
+        + TIME,
         ["p.yaml:19:3: error: service name 'ntp-relay' is reserved for the time section"],
     ),
 }

@@ -23,7 +23,7 @@ from gateway.policy.plan import Plan, Where, plan
 from gateway.policy.revisions import Revision, RevisionStore
 from tests.unit.conftest import POLICIES
 
-LAB = (POLICIES / "lab.yaml").read_text(encoding="utf-8")
+LAB = (Path(__file__).parent / "fixtures" / "plan-base.yaml").read_text(encoding="utf-8")
 OLD = load_text(LAB, "lab.yaml")
 NEW_FILE = "candidate.yaml"
 
@@ -614,15 +614,15 @@ def test_cli_says_first_when_the_live_table_drifted(
     stored(tmp_path)
     drift = Drift(1, missing=False, added=(Difference("chain input", "tcp dport 23 accept"),))
     no_kernel.append(DriftCheck(drift))
-    result = run_plan(str(POLICIES / "lab.yaml"), "--state-dir", str(tmp_path))
+    same = tmp_path / "lab.yaml"
+    same.write_text(LAB)
+    result = run_plan(str(same), "--state-dir", str(tmp_path))
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[1].startswith("WARNING: the live table has drifted")
     assert "      + tcp dport 23 accept" in lines
     assert lines[-1] == "No changes: this is the policy that is loaded."
-    data = json.loads(
-        run_plan(str(POLICIES / "lab.yaml"), "--state-dir", str(tmp_path), "--json").stdout
-    )
+    data = json.loads(run_plan(str(same), "--state-dir", str(tmp_path), "--json").stdout)
     assert data["baseline"]["drift"]["added"] == [
         {"container": "chain input", "line": "tcp dport 23 accept"}
     ]

@@ -1,0 +1,114 @@
+"""The support tunnel's kill switch, compiled into the base chains of `inet plantgate`.
+
+It lives in the kernel, so it holds whether or not any PlantGate process runs, whether the
+tunnel is up, down, or its WireGuard process was killed:
+
+* tunnel addresses (`support_vpn.inner_networks`) are accepted only when they arrive on the
+  tunnel interface (prerouting: no spoofing them from the plant or a hub);
+* nothing addressed to them leaves by any other interface, not even an established reply
+  (output and forward, before conntrack): when the tunnel drops, its routes go and the
+  default route would otherwise carry support traffic out to the plant network;
+* nothing is forwarded into the tunnel or toward the concentrator (new flows);
+* no IPv6 on the support path unless `support_vpn.ipv6`;
+* `mode: disabled`: no traffic on the tunnel interface at all, and nothing to the
+  concentrator, established or not.
+
+Gate-granted access itself is an ordinary derived rule (derive.py); this module only drops.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway.policy.addresses import parse_net
+from gateway.policy.model import SupportVpn
+from gateway.policy.ruleset import NftChain, NftSet, Origin
+
+if TYPE_CHECKING:
+    from gateway.policy.compile import _Builder
+
+IP = {4: "ip", 6: "ip6"}
+ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
+NOTE = "kill switch:"
+
+
+def inner_set(version: int) -> str:
+    return f"support_inner_v{version}"
+
+
+class KillSwitch:
+    """Adds the kill-switch rules for a builder's policy (nothing when it has no VPN)."""
+
+    def __init__(self, builder: _Builder) -> None:
+        self.builder = builder
+        self.support: SupportVpn | None = builder.policy.support_vpn
+        self.tunnel = ""
+        self.versions: list[int] = []
+        if self.support is not None:
+            self.tunnel = builder.policy.interfaces[self.support.interface]
+            self._inner_sets(self.support)
+
+    def _inner_sets(self, support: SupportVpn) -> None:
+        origin = self.builder.origin("support_vpn inner_networks", ("support_vpn",))
+        nets = sorted((parse_net(n) for n in support.inner_networks), key=lambda n: n[:3])
+        for version in (4, 6):
+            elements = [str(n) for n in nets if n.version == version]
+            if elements:
+                self.versions.append(version)
+                self.builder.table.add_set(
+                    NftSet(inner_set(version), ADDR_TYPE[version], ("interval",), elements, origin)
+                )
+
+    def _origin(self) -> Origin:
+        return self.builder.origin("support_vpn", ("support_vpn",))
+
+    def _concentrator_sets(self) -> list[tuple[int, str]]:
+        assert self.support is not None
+        name = self.support.concentrator
+        return [
+            (v, f"ep_{name}_v{v}") for v in (4, 6) if f"ep_{name}_v{v}" in self.builder.table.sets
+        ]
+
+    def prerouting(self, chain: NftChain) -> None:
+        if self.support is None:
+            return
+        for version in self.versions:
+            match = f"{IP[version]} saddr @{inner_set(version)}"
+            chain.add(f'{match} iifname != "{self.tunnel}" counter drop', self._origin())
+
+    def before_conntrack(self, chain: NftChain, hook: str) -> None:
+        """Drops that must hold even for established flows (the tunnel may have dropped)."""
+        support = self.support
+        if support is None:
+            return
+        origin = self._origin()
+        tunnel = self.tunnel
+        if support.mode == "disabled":
+            if hook in ("input", "forward"):
+                chain.add(f'iifname "{tunnel}" counter drop', origin)
+            if hook in ("output", "forward"):
+                chain.add(f'oifname "{tunnel}" counter drop', origin)
+                for version, name in self._concentrator_sets():
+                    chain.add(f"{IP[version]} daddr @{name} counter drop", origin)
+        if hook in ("output", "forward"):
+            for version in self.versions:
+                # `lo`: the appliance may still reach its own tunnel address
+                others = f'{{ "{tunnel}", "lo" }}'
+                match = f"{IP[version]} daddr @{inner_set(version)}"
+                chain.add(f"{match} oifname != {others} counter drop", origin)
+        if not support.ipv6:
+            if hook in ("input", "forward"):
+                chain.add(f'iifname "{tunnel}" meta nfproto ipv6 counter drop', origin)
+            if hook in ("output", "forward"):
+                chain.add(f'oifname "{tunnel}" meta nfproto ipv6 counter drop', origin)
+
+    def after_conntrack(self, chain: NftChain, hook: str) -> None:
+        """New flows: nothing is forwarded into the tunnel or toward the concentrator."""
+        if self.support is None or hook != "forward":
+            return
+        origin = self._origin()
+        chain.add(f'oifname "{self.tunnel}" counter drop', origin)
+        for version in self.versions:
+            chain.add(f"{IP[version]} daddr @{inner_set(version)} counter drop", origin)
+        for version, name in self._concentrator_sets():
+            chain.add(f"{IP[version]} daddr @{name} counter drop", origin)
