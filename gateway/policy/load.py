@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,16 @@ class LoadedPolicy:
     source: Source
     warnings: tuple[Problem, ...] = ()
     rule_paths: tuple[tuple[PathItem, ...], ...] = ()  # where each rule comes from in the YAML
+    written: Policy | None = None  # the policy as written, before derive() added to it
+
+    def with_vpn_mode(self, mode: str) -> LoadedPolicy:
+        """The same policy with support_vpn.mode overridden (plantgate vpn enable/disable)."""
+        base = self.written or self.policy
+        if base.support_vpn is None or base.support_vpn.mode == mode:
+            return self
+        support = base.support_vpn.model_copy(update={"mode": mode})
+        effective, paths = derive(base.model_copy(update={"support_vpn": support}))
+        return replace(self, policy=effective, rule_paths=paths, written=base)
 
     @property
     def file(self) -> str:
@@ -131,7 +141,9 @@ def load_text(text: str, file: str) -> LoadedPolicy:
         sorted((p for p in problems if p.severity == "warning"), key=lambda p: p.position)
     )
     effective, paths = derive(policy)
-    return LoadedPolicy(policy=effective, source=source, warnings=warnings, rule_paths=paths)
+    return LoadedPolicy(
+        policy=effective, source=source, warnings=warnings, rule_paths=paths, written=policy
+    )
 
 
 def validate_shapes(source: Source) -> tuple[Parts, list[Problem]]:

@@ -24,6 +24,7 @@ from gateway.policy.load import LoadedPolicy, load_file, load_text
 from gateway.policy.nft import Nft
 from gateway.policy.revisions import Kind, Revision, RevisionStore
 from gateway.policy.watchdog import cancel_revert, schedule_revert
+from gateway.state import write_atomic
 
 SOURCE = "plantgate"
 
@@ -45,15 +46,71 @@ def invoking_user() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
-def compile_file(path: str | Path) -> tuple[LoadedPolicy, Compiled]:
-    loaded = load_file(path)
-    return loaded, compile_policy(loaded)
-
-
 def compile_revision(store: RevisionStore, revision: Revision) -> tuple[LoadedPolicy, Compiled]:
-    """A stored revision's policy, compiled again (comments cite its original file name)."""
+    """A stored revision's policy, compiled again (comments cite its original file name),
+    with the VPN override that was in force when it was applied."""
     loaded = load_text(store.policy_text(revision.number), revision.file)
+    if revision.vpn_mode is not None:
+        loaded = loaded.with_vpn_mode(revision.vpn_mode)
     return loaded, compile_policy(loaded)
+
+
+VPN_OVERRIDE = Path("vpn") / "override"
+
+
+def vpn_override(state: Path) -> str | None:
+    """'disabled' while `plantgate vpn disable` is in force, else None (the policy decides)."""
+    try:
+        text = (state / VPN_OVERRIDE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def _with_override(state: Path, loaded: LoadedPolicy) -> LoadedPolicy:
+    override = vpn_override(state)
+    return loaded.with_vpn_mode(override) if override else loaded
+
+
+def set_vpn_enabled(
+    state: Path, enabled: bool, *, user: str | None = None, nft: Nft | None = None
+) -> Applied:
+    """`plantgate vpn enable|disable`: switch the support VPN off (or back to the policy's
+    mode) for every policy from now on, and load the current one again that way.
+
+    The switch is a file in the state directory and is recorded in each revision, so it
+    survives restarts and a boot-time restore.
+    """
+    store = RevisionStore(state)
+    with store.locked():
+        current = store.current()
+        if current is None:
+            raise OperationError("no policy is loaded: apply one first")
+        path = state / VPN_OVERRIDE
+        if enabled:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomic(path, "disabled\n")
+        loaded = load_text(store.policy_text(current.number), current.file)
+        if loaded.policy.support_vpn is None:
+            raise OperationError("the loaded policy has no support_vpn section")
+        loaded = _with_override(state, loaded)
+        compiled = compile_policy(loaded)
+        who = user or invoking_user()
+        AuditLog(state).append(
+            who, "vpn.enabled" if enabled else "vpn.disabled", {"revision": current.number}
+        )
+        note = "support VPN enabled (policy's mode)" if enabled else "support VPN disabled"
+        return _load_as_revision(
+            store,
+            loaded,
+            compiled,
+            nft or Nft(),
+            user=who,
+            message=note,
+            kind="apply",
+            resolve=False,
+        )
 
 
 def apply_file(
@@ -67,7 +124,8 @@ def apply_file(
     nft: Nft | None = None,
 ) -> Applied:
     """Validate, compile and load a policy file as a new revision."""
-    loaded, compiled = compile_file(path)
+    loaded = _with_override(state, load_file(path))
+    compiled = compile_policy(loaded)
     store = RevisionStore(state)
     with store.locked():
         return _load_as_revision(
@@ -283,6 +341,7 @@ def _load_as_revision(
         status="pending" if deadline else "confirmed",
         deadline=deadline.isoformat() if deadline else None,
         seconds=round(report.seconds, 4),
+        vpn_mode=_vpn_override_of(loaded),
     )
     revision = store.add(draft, loaded.source.text, compiled.text, nft.table_listing())
     if deadline is not None:
@@ -297,6 +356,15 @@ def _load_as_revision(
     }[kind]
     _record(store.state, user, action, revision)
     return Applied(loaded, compiled, report, revision)
+
+
+def _vpn_override_of(loaded: LoadedPolicy) -> str | None:
+    """The mode an override put in force, if the effective mode differs from the written one."""
+    written = loaded.written.support_vpn if loaded.written else None
+    effective = loaded.policy.support_vpn
+    if written is None or effective is None or written.mode == effective.mode:
+        return None
+    return effective.mode
 
 
 def _record(state: Path, user: str, action: str, revision: Revision) -> None:

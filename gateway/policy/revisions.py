@@ -38,6 +38,7 @@ class Revision:
     deadline: str | None = None  # pending revisions: confirm before this (UTC, ISO 8601)
     watchdog: str | None = None  # how the revert was scheduled (pid:N or systemd:UNIT)
     seconds: float = 0.0  # how long the load took
+    vpn_mode: str | None = None  # `plantgate vpn disable` in force when it was applied
 
     def deadline_at(self) -> datetime.datetime | None:
         return datetime.datetime.fromisoformat(self.deadline) if self.deadline else None

@@ -293,3 +293,49 @@ def test_status_reports_drift_and_repair_reloads_the_revision(appliance: Applian
         for line in appliance.cli("audit", "show", "--json").stdout.splitlines()
     ]
     assert actions[-1] == "policy.repaired"
+
+
+def test_vpn_disable_survives_applies_and_restore_until_enabled(appliance: Appliance) -> None:
+    from gateway.lab import netns as lab_netns
+    from gateway.policy.operations import set_vpn_enabled
+
+    def table() -> str:
+        return subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                appliance.namespace,
+                "nft",
+                "list",
+                "chain",
+                "inet",
+                "plantgate",
+                "output",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    appliance.apply(LAB)
+    assert "ep_support-concentrator_v4 counter" not in table()
+    disabled = lab_netns.in_netns(appliance.namespace, set_vpn_enabled, appliance.state, False)
+    assert disabled.revision.vpn_mode == "disabled"
+    assert "ip daddr @ep_support-concentrator_v4 counter" in table()
+    appliance.apply(LAB)  # a later apply keeps the VPN off
+    assert appliance.history()[-1]["vpn_mode"] == "disabled"
+    assert "ip daddr @ep_support-concentrator_v4 counter" in table()
+    subprocess.run(
+        ["ip", "netns", "exec", appliance.namespace, "nft", "delete", "table", "inet", "plantgate"],
+        check=True,
+    )
+    assert appliance.cli("policy", "restore").returncode == 0  # as at boot
+    assert "ip daddr @ep_support-concentrator_v4 counter" in table()
+    lab_netns.in_netns(appliance.namespace, set_vpn_enabled, appliance.state, True)
+    assert "ep_support-concentrator_v4 counter" not in table()
+    actions = [
+        json.loads(line)["action"]
+        for line in appliance.cli("audit", "show", "--json").stdout.splitlines()
+    ]
+    assert "vpn.disabled" in actions and "vpn.enabled" in actions
