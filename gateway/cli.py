@@ -11,6 +11,7 @@ import typer
 
 from gateway.audit_cli import audit_app
 from gateway.lab.cli import lab_app
+from gateway.ntp.cli import ntp_app
 from gateway.policy import cli_explain, cli_plan, cli_revisions
 from gateway.policy.cli import policy_app
 
@@ -26,6 +27,7 @@ for module in (cli_revisions, cli_plan, cli_explain):
 app.add_typer(policy_app, name="policy")
 app.add_typer(lab_app, name="lab")
 app.add_typer(audit_app, name="audit")
+app.add_typer(ntp_app, name="ntp")
 
 
 def main() -> None:

@@ -1,9 +1,10 @@
 """Lab operations: `up`, `down`, `status`, `exec_in` — a whole plant on one Linux machine.
 
 `up` builds DESIGN §3's topology from `topology.plan_lab` through the netlink adapter, writes the
-lab resolver's configuration, and starts the lab's services (dnsmasq in `upstream`, `plantgated`
-in `gw`). It is idempotent: a complete lab is left as is (only missing services are started);
-a partial one (a crash, a different hub count) is torn down and rebuilt.
+lab resolver's configuration, and starts the lab's services (dnsmasq in `upstream`; with a
+policy also the internet's NTP server, chronyd in `upstream`, and `plantgated` in `gw`). It is
+idempotent: a complete lab is left as is (only missing services are started); a partial one (a
+crash, a different hub count) is torn down and rebuilt.
 
 `down` trusts the kernel, not our files: it removes every namespace named `<prefix>-<known
 host>` and kills every process whose network namespace is one of them, so it cleans up after a
@@ -253,8 +254,11 @@ def _configure_host(host: topology.Host, net: NamespaceNet) -> None:
 
 
 def _service_specs(paths: LabPaths, policy: Path | None) -> list[ServiceSpec]:
+    """dnsmasq always; with a policy also the internet's time server and then plantgated
+    (whose NTP relay syncs from it). A bare lab stays a topology with DNS."""
     specs = [services.dnsmasq_spec(paths, services.find_binary("dnsmasq"))]
     if policy is not None:
+        specs.append(services.upstream_chrony_spec(paths, services.find_binary("chronyd")))
         specs.append(services.daemon_spec(paths, policy))
     return specs
 
@@ -332,6 +336,8 @@ def _up_locked(plan: LabPlan, paths: LabPaths, policy: Path | None) -> None:
     services.write_resolv_confs(paths.namespace(h) for h in services.resolved_hosts(plan))
     _write_meta(paths, plan, specs, policy)
     services.write_dnsmasq_config(paths)
+    if policy is not None:
+        services.write_upstream_chrony_config(paths)
     _ensure_services(paths, plan, specs)
 
 

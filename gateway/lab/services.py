@@ -1,7 +1,9 @@
-"""Processes the lab runs inside its namespaces: the outside world's DNS and the appliance daemon.
+"""Processes the lab runs inside its namespaces: the outside world's DNS and time, and the
+appliance daemon.
 
 What: a generic `start_process`/`stop_process` pair (pidfile and log file per process in the lab
-directory), the dnsmasq configuration for the lab's `.test` names (pure text), the argv of
+directory), the dnsmasq configuration for the lab's `.test` names (pure text), the internet's
+time server (chronyd on 198.19.0.123, stratum 1, never touching the clock), the argv of
 `plantgated` as the appliance image starts it, and the per-namespace resolv.conf that
 `ip netns exec` binds over /etc/resolv.conf.
 
@@ -43,6 +45,8 @@ from gateway.lab.netns import (
 from gateway.state import ready_path
 
 ETC_NETNS = Path("/etc/netns")
+NTP_UPSTREAM = "chronyd-upstream"
+NTP_PACKET = 48
 STOP_GRACE = 2.0
 RESOLVED_HOSTS = ("gw", "plant")  # plus every hub
 
@@ -87,6 +91,15 @@ class LabPaths:
     def gw_state(self) -> Path:
         return self.directory / "gw-state"
 
+    @property
+    def ntp_upstream_conf(self) -> Path:
+        return self.directory / f"{NTP_UPSTREAM}.conf"
+
+    @property
+    def ntp_upstream_dir(self) -> Path:
+        """chronyd's socket, pid and drift files: a private directory, as chronyd requires."""
+        return self.directory / NTP_UPSTREAM
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -97,7 +110,7 @@ class ServiceSpec:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
     description: str = ""
-    ready: Literal["dns", "policy", "alive"] = "alive"
+    ready: Literal["dns", "ntp", "policy", "alive"] = "alive"
 
 
 # ---------------------------------------------------------------- pure: configuration
@@ -127,8 +140,45 @@ def dnsmasq_spec(paths: LabPaths, binary: str) -> ServiceSpec:
     return ServiceSpec("dnsmasq", "upstream", argv, description="DNS for *.test", ready="dns")
 
 
+def upstream_chrony_config(paths: LabPaths) -> str:
+    """The internet's time server at 198.19.0.123: stratum 1 from its own clock, for anyone.
+
+    Its command socket and files live in the lab directory (the default socket under /run
+    is shared by every namespace); chronyd is started with -x, so it never sets the clock.
+    """
+    private = paths.ntp_upstream_dir
+    lines = [
+        "# written by `plantgate lab up`: the internet's NTP server for the lab (chronyd -x)",
+        "local stratum 1",
+        "allow all",
+        f"bindaddress {topology.NTP_ADDR}",
+        "cmdport 0",
+        f"bindcmdaddress {private / 'chronyd.sock'}",
+        f"pidfile {private / 'chronyd.pid'}",
+        f"driftfile {private / 'chronyd.drift'}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def upstream_chrony_spec(paths: LabPaths, binary: str | None = None) -> ServiceSpec:
+    argv = (
+        binary or find_binary("chronyd"),
+        "-d",
+        "-x",
+        "-u",
+        "root",
+        "-f",
+        str(paths.ntp_upstream_conf),
+    )
+    return ServiceSpec(NTP_UPSTREAM, "upstream", argv, description="NTP server", ready="ntp")
+
+
 def daemon_spec(paths: LabPaths, policy: Path) -> ServiceSpec:
-    """`plantgated` with the lab policy and the lab's own state directory."""
+    """`plantgated` with the lab policy and the lab's own state directory.
+
+    `--ntp-lab-timing`: the relay polls the lab's upstream every 2 s and turns to orphan
+    mode within a minute of losing it. The clock is never disciplined in the lab.
+    """
     argv = (
         sys.executable,
         "-m",
@@ -137,6 +187,7 @@ def daemon_spec(paths: LabPaths, policy: Path) -> ServiceSpec:
         str(policy),
         "--state-dir",
         str(paths.gw_state),
+        "--ntp-lab-timing",
     )
     package_root = str(Path(__file__).resolve().parents[2])
     pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
@@ -185,6 +236,12 @@ def remove_resolv_confs(prefix: str) -> list[str]:
 
 def write_dnsmasq_config(paths: LabPaths) -> None:
     paths.dnsmasq_conf.write_text(dnsmasq_config())
+
+
+def write_upstream_chrony_config(paths: LabPaths) -> None:
+    paths.ntp_upstream_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(paths.ntp_upstream_dir, 0o700)
+    paths.ntp_upstream_conf.write_text(upstream_chrony_config(paths))
 
 
 def start_process(
@@ -306,6 +363,19 @@ def stop_process(lab: LabPaths, name: str, namespaces: Iterable[str]) -> int | N
     return pid
 
 
+def stop_service(lab: LabPaths, name: str) -> int | None:
+    """Stop lab service `name` (e.g. `chronyd-upstream`) if it runs; returns its pid."""
+    namespaces = [lab.namespace(h) for h in topology.FIXED_HOSTS]
+    return stop_process(lab, name, namespaces)
+
+
+def start_service(lab: LabPaths, spec: ServiceSpec) -> int:
+    """Start a lab service again (after `stop_service`) and wait until it is ready."""
+    pid = start_process(lab, spec.host, spec.argv, spec.name, dict(spec.env))
+    wait_ready(lab, spec, pid)
+    return pid
+
+
 def log_tail(lab: LabPaths, name: str, lines: int = 8) -> str:
     try:
         text = lab.logfile(name).read_text(errors="replace")
@@ -344,6 +414,35 @@ def wait_dns_ready(lab: LabPaths, pid: int, timeout: float = 5.0) -> None:
     )
 
 
+def ntp_answers(lab: LabPaths, host: str, addr: str, timeout: float = 0.5) -> bool:
+    """Whether an NTP server at `addr` answers a client request sent from inside `host`."""
+    stamp = os.urandom(8)
+    sock = socket_in_netns(lab.namespace(host), socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.settimeout(timeout)
+        sock.sendto(bytes([0x23]) + bytes(39) + stamp, (addr, 123))
+        data = sock.recv(1024)
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return len(data) >= NTP_PACKET and data[24:32] == stamp
+
+
+def wait_ntp_ready(lab: LabPaths, spec: ServiceSpec, pid: int, timeout: float = 5.0) -> None:
+    """Wait until the upstream chronyd answers NTP on 198.19.0.123."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive(pid):
+            raise ServiceError(f"{spec.name} exited at start:\n{log_tail(lab, spec.name)}")
+        if ntp_answers(lab, spec.host, topology.NTP_ADDR, timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise ServiceError(
+        f"{spec.name} did not answer within {timeout:.0f} s:\n{log_tail(lab, spec.name)}"
+    )
+
+
 def wait_alive(lab: LabPaths, spec: ServiceSpec, pid: int, settle: float = 0.3) -> None:
     """Generic readiness for services without a probe: still running after `settle` seconds."""
     deadline = time.monotonic() + settle
@@ -377,6 +476,8 @@ def wait_ready(lab: LabPaths, spec: ServiceSpec, pid: int) -> None:
     """Block until `spec`'s process is ready in its own terms (see `ServiceSpec.ready`)."""
     if spec.ready == "dns":
         wait_dns_ready(lab, pid)
+    elif spec.ready == "ntp":
+        wait_ntp_ready(lab, spec, pid)
     elif spec.ready == "policy":
         wait_policy_loaded(lab, spec, pid)
     else:
