@@ -6,9 +6,12 @@ the same policy always gives the same text (golden-tested in tests/unit/golden/n
 
 What the text says, and why (docs/decisions/0005-ntp-relay.md):
 
-- Upstreams: an FQDN becomes `server NAME iburst` (`pool` for `*pool.ntp.org` names, which
-  chrony then spreads over several addresses); an address becomes `server ADDR iburst`.
-  `nts` adds NTS authentication and a directory for its cookies.
+- Upstreams: an address becomes `server ADDR iburst`. Names are NOT given to chronyd: it
+  would resolve them itself and, for a pool, pick servers the firewall never allowed.
+  Instead chronyd reads `sourcedir`, where plantgated writes `server ADDR` lines chosen from
+  the addresses the policy's resolver put in the endpoint's firewall set, and keeps those
+  pinned in the set while chronyd uses them (upstreams.py, service.py). With `nts`, names
+  stay (NTS checks the server's certificate against its name) and a directory holds cookies.
 - Clients: `allow` each served zone's networks, nothing else. chrony denies every client it
   was not told to allow, so no `deny` line is needed and no `allow all` is ever written.
 - Listening: `bindaddress` to the single serving address of each IP family. chrony takes
@@ -38,7 +41,6 @@ from pathlib import Path
 
 from gateway.policy.model import Policy, TimeService
 
-POOL_MARKER = "pool.ntp.org"
 RATELIMIT = "ratelimit interval 3 burst 8 leak 2"
 MAKESTEP = "makestep 1 3"
 MAXCHANGE = "maxchange 1000 1 2"
@@ -104,6 +106,11 @@ class ChronyPaths:
         return self.directory / "nts"
 
     @property
+    def sources_dir(self) -> Path:
+        """Upstream servers chosen from the firewall's resolved sets (`sourcedir`)."""
+        return self.directory / "sources"
+
+    @property
     def relay_file(self) -> Path:
         """What plantgated is serving (orphan stratum, addresses), for `ntp status`."""
         return self.directory / "relay.json"
@@ -131,7 +138,7 @@ def render_chrony_conf(
     paths = ChronyPaths.under(state)
     sections = [
         _header(source, discipline_clock),
-        _upstreams(policy, time, timing),
+        _upstreams(policy, time, timing, paths),
         _clients(policy, time, serve_addresses),
         _listening(policy, time, serve_addresses),
         _control(paths),
@@ -185,23 +192,35 @@ def _header(source: str, discipline_clock: bool) -> list[str]:
     ]
 
 
-def _upstreams(policy: Policy, time: TimeService, timing: Timing) -> list[str]:
-    lines = ["# Upstreams: the only servers the relay syncs from (policy rule time-upstream)."]
+def upstream_options(time: TimeService, timing: Timing) -> str:
+    """The options of every upstream server line (also used for the sourcedir files)."""
     options = "iburst" + (" nts" if time.nts else "")
     if timing.poll is not None:
         options += f" minpoll {timing.poll} maxpoll {timing.poll}"
+    return options
+
+
+def _upstreams(policy: Policy, time: TimeService, timing: Timing, paths: ChronyPaths) -> list[str]:
+    lines = ["# Upstreams: the only servers the relay syncs from (policy rule time-upstream)."]
+    options = upstream_options(time, timing)
+    names = False
     for name in time.upstreams:
         endpoint = policy.endpoints[name]
         lines.append(f"# endpoint {name}")
         for fqdn in endpoint.fqdn:
-            kind = "pool" if POOL_MARKER in fqdn else "server"
-            lines.append(f"{kind} {fqdn} {options}")
+            if time.nts:  # NTS verifies the server's certificate against this name
+                lines.append(f"server {fqdn} {options}")
+            else:
+                names = True
+                lines.append(f"# {fqdn}: addresses from the firewall's set, in {paths.sources_dir}")
         for address in endpoint.addresses:
             network = ipaddress.ip_network(address)
             if network.num_addresses == 1:
                 lines.append(f"server {network.network_address} {options}")
             else:
                 lines.append(f"# {address} is a network, not a server: not polled")
+    if names:
+        lines.append(f"sourcedir {paths.sources_dir}")
     return lines
 
 

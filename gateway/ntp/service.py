@@ -9,7 +9,10 @@ Every round (2 s) the service
    file is rewritten and chronyd restarted (chrony has no reload of server settings);
 3. supervises chronyd: if it exits by itself, that is logged with its last words,
    published as `ntp.relay_exited`, and chronyd is started again after a backoff (1 s,
-   doubling to 60 s; reset once it has stayed up for a minute).
+   doubling to 60 s; reset once it has stayed up for a minute);
+4. keeps chronyd's upstream servers inside what the firewall allows: addresses are chosen
+   from the upstream endpoints' resolved sets, written to chronyd's `sourcedir` and pinned
+   in the sets while chronyd uses them (upstreams.py).
 
 The monitor (`watch.ntp_watch`) runs beside it on the same bus.
 """
@@ -36,10 +39,12 @@ from gateway.ntp.config import (
     render_chrony_conf,
     serving_interfaces,
 )
+from gateway.ntp.keeper import UpstreamKeeper
 from gateway.ntp.monitor import SOURCE
 from gateway.ntp.watch import WatchSetup, ntp_watch
 from gateway.policy.errors import PolicyError
 from gateway.policy.load import LoadedPolicy, load_text
+from gateway.policy.nft import NftError
 from gateway.policy.revisions import RevisionStore
 from gateway.state import write_atomic
 
@@ -100,6 +105,7 @@ class NtpService:
         self.paths = ChronyPaths.under(state)
         self.store = RevisionStore(state)
         self.chronyd = Chronyd(self.paths, discipline_clock=discipline_clock)
+        self.upstreams = UpstreamKeeper(self.paths, timing)
         self.setup: WatchSetup | None = None
         self._following: int | None = None
         self._loaded: LoadedPolicy | None = None
@@ -138,6 +144,11 @@ class NtpService:
         await asyncio.to_thread(self._follow_current)
         await self._supervise()
         await self._reconcile()
+        if self.chronyd.running and self._loaded is not None:
+            try:
+                await asyncio.to_thread(self.upstreams.update, self._loaded, time.monotonic())
+            except (NftError, ChronyError, OSError) as exc:
+                log.warning("keeping the relay's upstreams failed: %s", exc)
 
     # ------------------------------------------------------------ policy
 

@@ -191,7 +191,7 @@ def test_ntp_status_in_gw_shows_the_sources(relay_lab: Lab) -> None:
     done = ntp_status(relay_lab)
     assert done.returncode == 0, done.stderr
     assert "serving at stratum 2" in done.stdout
-    assert "ntp.upstream.test (198.19.0.123)" in done.stdout
+    assert "198.19.0.123" in done.stdout  # chosen from the firewall's set for ntp.upstream.test
     assert "of last 8" in done.stdout and "ORPHAN" not in done.stdout
 
 

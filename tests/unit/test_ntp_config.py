@@ -93,16 +93,20 @@ def test_no_time_section_is_an_error() -> None:
         render(load(BASE).policy)
 
 
-def test_fqdn_and_address_upstreams_become_servers() -> None:
+def test_addresses_become_servers_and_names_go_through_the_sourcedir() -> None:
     lines = directives(render(policy()))
-    assert "server ntp.example.org iburst" in lines
     assert "server 192.0.2.123 iburst" in lines
+    assert "sourcedir /var/lib/plantgate/ntp/sources" in lines
+    # chronyd must not resolve names itself: it would pick servers the firewall never allowed
+    assert not [line for line in lines if "ntp.example.org" in line]
     assert not [line for line in lines if line.startswith("pool")]
 
 
-def test_pool_names_become_pool_directives() -> None:
+def test_pool_names_also_go_through_the_sourcedir() -> None:
     pol = policy(TIME.replace("ntp.example.org", "2.debian.pool.ntp.org"))
-    assert "pool 2.debian.pool.ntp.org iburst" in directives(render(pol))
+    lines = directives(render(pol))
+    assert "sourcedir /var/lib/plantgate/ntp/sources" in lines
+    assert not [line for line in lines if "pool.ntp.org" in line]
 
 
 def test_a_network_endpoint_is_not_polled() -> None:
@@ -196,7 +200,7 @@ def test_leap_seconds_from_the_zone_file_only_when_it_exists() -> None:
 
 def test_lab_timing_polls_fast_and_gives_up_holdover_early() -> None:
     lines = directives(render(policy(), timing=LAB_TIMING))
-    assert "server ntp.example.org iburst minpoll 1 maxpoll 1" in lines
+    assert "server 192.0.2.123 iburst minpoll 1 maxpoll 1" in lines
     assert "local stratum 10 orphan distance 0.05" in lines
     assert "maxclockerror 2000" in lines
     default = directives(render(policy()))
