@@ -215,16 +215,19 @@ def test_kill_switch_drops_come_before_the_conntrack_fast_path() -> None:
     )
 
 
+def _support_line() -> int:
+    lines = (POLICIES / "lab.yaml").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.startswith("support_vpn:"))
+
+
 def test_disabled_vpn_has_no_tunnel_rule_and_drops_the_concentrator() -> None:
     text = _lab(**{"  mode: gated ": "  mode: disabled "})
+    origin = f'comment "support_vpn @ lab.yaml:{_support_line()}"'
     assert "support-tunnel @" not in text and "support-ssh @" not in text
     output = _chain(text, "output")
     established = output.index("ct state established,related accept")
-    assert (
-        'ip daddr @ep_support-concentrator_v4 counter drop comment "support_vpn @ lab.yaml:72"'
-        in (output[:established])
-    )
-    assert 'oifname "wg-support" counter drop comment "support_vpn @ lab.yaml:72"' in output
+    assert f"ip daddr @ep_support-concentrator_v4 counter drop {origin}" in output[:established]
+    assert f'oifname "wg-support" counter drop {origin}' in output
 
 
 def test_always_on_access_has_no_gate_but_only_for_listed_staff() -> None:
