@@ -2,7 +2,8 @@
 
     python -m bench                     everything: 10 / 1,000 / 10,000 / 50,000 hubs, 5 repetitions
     python -m bench --quick             up to 10,000 hubs, 1 repetition (for development)
-    python -m bench --only apply        or throughput, memory, plan, policytest (repeatable)
+    python -m bench --only apply        or throughput, memory, plan, policytest, ntp, gate
+                                        (repeatable)
     python -m bench --profile           also cProfile one load + compile + apply of the largest site
 
 Needs root (network namespaces). Results: the printed tables and bench/results/latest.json.
@@ -33,8 +34,10 @@ from rich.console import Console
 
 from bench import (
     apply,
+    gate,
     hotspots,
     memory,
+    ntp,
     plan,
     policytest,
     reference,
@@ -50,7 +53,7 @@ BASE_POLICY = REPO / "policies" / "lab.yaml"
 RESULTS = REPO / "bench" / "results" / "latest.json"
 SIZES = (10, 1_000, 10_000, 50_000)
 QUICK_MAX = 10_000
-SECTIONS = ("apply", "throughput", "memory", "plan", "policytest")
+SECTIONS = ("apply", "throughput", "memory", "plan", "policytest", "ntp", "gate")
 
 
 @dataclass
@@ -60,6 +63,8 @@ class Outcome:
     memory: list[memory.MemoryResult] = field(default_factory=list)
     plans: list[plan.PlanResult] = field(default_factory=list)
     policytests: list[policytest.PolicyTestResult] = field(default_factory=list)
+    ntp: ntp.NtpRun | None = None
+    gate: gate.GateRun | None = None
     profile: hotspots.Profiled | None = None
 
 
@@ -144,6 +149,10 @@ def _measure(
         outcome.plans = plan.run(sites, reps, f"{prefix}-plan", REPO, progress)
     if "policytest" in sections:
         outcome.policytests = policytest.run(sites, REPO, f"{prefix}-ptest", progress)
+    if "ntp" in sections:
+        outcome.ntp = ntp.run(sites.directory, reps, prefix, REPO, progress)
+    if "gate" in sections:
+        outcome.gate = gate.run(REPO, prefix, max(reps, 5), progress)
     if profile:
         progress(f"profile: load + compile + apply of the {largest:,}-hub site")
         outcome.profile = hotspots.profile(sites.site(largest), f"{prefix}-prof")
@@ -180,6 +189,12 @@ def _print(console: Console, outcome: Outcome, runtime: float, output: Path) -> 
         console.print(report.plan_table(outcome.plans))
     if outcome.policytests:
         console.print(report.policytest_table(outcome.policytests))
+    if outcome.ntp is not None:
+        console.print(report.ntp_table(outcome.ntp))
+        for line in report.ntp_offset_lines(outcome.ntp):
+            console.print(f"  {line}", highlight=False)
+    if outcome.gate is not None:
+        console.print(report.gate_table(outcome.gate))
     goals = report.goal_lines(outcome.apply, outcome.traffic)
     if goals:
         console.print("[bold]Goals (DESIGN targets vs. this run's medians)[/]")
@@ -237,6 +252,8 @@ def to_record(
         "memory": [r.to_dict(base_memory) for r in outcome.memory],
         "plan": [r.to_dict() for r in outcome.plans],
         "policytest": [r.to_dict() for r in outcome.policytests],
+        "ntp": outcome.ntp.to_dict() if outcome.ntp is not None else None,
+        "gate": outcome.gate.to_dict() if outcome.gate is not None else None,
         "goals": report.goal_lines(outcome.apply, traffic),
         "reference_not_measured_here": reference.to_dict(),
     }

@@ -11,10 +11,12 @@ from rich.table import Table
 
 from bench import reference
 from bench.apply import ApplyResult
+from bench.gate import GateRun
 from bench.memory import MemoryResult
+from bench.ntp import Burst, NtpRun
 from bench.plan import PlanResult
 from bench.policytest import PolicyTestResult
-from bench.stats import Summary, ratio
+from bench.stats import Summary, ratio, summarize
 from bench.throughput import TrafficRun
 
 APPLY_GOAL_HUBS = 10_000
@@ -185,6 +187,85 @@ def policytest_table(results: Sequence[PolicyTestResult]) -> Table:
         table.add_row(
             r.label, f"{r.expectations:,}", spread(r.model), spread(r.kernel), f"{r.probed:,}"
         )
+    return table
+
+
+def ntp_table(run: NtpRun) -> Table:
+    table = Table(
+        title=f"6. NTP relay: one hub's burst of {run.relay[0].sent if run.relay else 0} "
+        "requests as fast as it can send them (median, min–max below)",
+        title_justify="left",
+    )
+    for header in ("server", "answered", "rate-limited", "answers/s", "largest answer"):
+        table.add_column(header, justify="left" if header == "server" else "right")
+
+    def row(label: str, bursts: Sequence[Burst]) -> None:
+        if not bursts:
+            return
+        table.add_row(
+            label,
+            spread(summarize([b.answered for b in bursts]), lambda v: f"{v:.0f}"),
+            spread(summarize([b.limited_share for b in bursts]), share),
+            spread(summarize([b.answered_per_second for b in bursts]), number),
+            f"{max(b.largest_answer for b in bursts)} B (request 48 B)",
+        )
+
+    row("relay in gw, hub → 198.18.10.1 (ratelimit 3/8/2)", run.relay)
+    row("internet chronyd, plant → 198.19.0.123 (no limit)", run.unlimited)
+    return table
+
+
+def ntp_offset_lines(run: NtpRun) -> list[str]:
+    if not run.offsets:
+        return [f"NTP offset: no answers ({run.failed_queries} queries failed)"]
+    o = run.offset_summary()
+    return [
+        f"NTP offset of a hub's reading from the relay's clock over {len(run.offsets)} "
+        f"spaced queries ({run.failed_queries} unanswered): median {o['median_s'] * 1e6:+.1f} "
+        f"µs, median |offset| {o['median_abs_s'] * 1e6:.1f} µs, p99 |offset| "
+        f"{o['p99_abs_s'] * 1e6:.1f} µs, max {o['max_abs_s'] * 1e6:.1f} µs; median round "
+        f"trip {o['median_delay_s'] * 1e6:.0f} µs"
+    ]
+
+
+def share(value: float) -> str:
+    return f"{value * 100:.0f}%"
+
+
+def gate_table(run: GateRun) -> Table:
+    """Gate open and close, command to the first packet the kernel treats the new way."""
+    table = Table(
+        title="7. Support gate: command to kernel effect, alice → hub1 tcp/22 "
+        "(median, min–max below)",
+        title_justify="left",
+    )
+    for header in (
+        "path",
+        "open →\nfirst accept",
+        "close →\nfirst drop",
+        "open call\nreturns",
+        "close call\nreturns",
+        "alice's entries\nafter close",
+    ):
+        table.add_column(header, justify="left" if header == "path" else "right")
+    for r in run.results:
+        table.add_row(
+            r.label,
+            spread(r.open_effect),
+            spread(r.close_effect),
+            spread(r.open_call),
+            spread(r.close_call),
+            spread(r.flows, lambda v: f"{v:.0f}"),
+        )
+    late = run.expiry_lateness
+    table.add_row(
+        "expiry in the kernel, no process",
+        "—",
+        f"{late.median * 1000:+.1f} ms\n({late.low * 1000:+.1f}–{late.high * 1000:+.1f})",
+        "—",
+        "—",
+        "—",
+    )
     return table
 
 

@@ -14,6 +14,7 @@ from gateway.lab.cli import lab_app
 from gateway.ntp.cli import ntp_app
 from gateway.policy import cli_explain, cli_plan, cli_revisions
 from gateway.policy.cli import policy_app
+from gateway.vpn.cli_gate import gate_app
 
 app = typer.Typer(
     help="PlantGate: sealed gateway appliance for manufacturing plants.",
@@ -27,6 +28,7 @@ for module in (cli_revisions, cli_plan, cli_explain):
 app.add_typer(policy_app, name="policy")
 app.add_typer(lab_app, name="lab")
 app.add_typer(audit_app, name="audit")
+app.add_typer(gate_app, name="gate")
 app.add_typer(ntp_app, name="ntp")
 
 

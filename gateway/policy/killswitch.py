@@ -11,7 +11,10 @@ tunnel is up, down, or its WireGuard process was killed:
 * nothing is forwarded into the tunnel or toward the concentrator (new flows);
 * no IPv6 on the support path unless `support_vpn.ipv6`;
 * `mode: disabled`: no traffic on the tunnel interface at all, and nothing to the
-  concentrator, established or not.
+  concentrator, established or not;
+* `mode: gated`: a TCP or UDP flow of a staff address on the tunnel lives only as long as
+  the gate holds a grant for it (`grant_guard`), so a gate that expires in the kernel ends
+  its open sessions too, with no PlantGate process alive.
 
 Gate-granted access itself is an ordinary derived rule (derive.py); this module only drops.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.policy.addresses import parse_net
+from gateway.policy.derive import SUPPORT_STAFF
 from gateway.policy.model import SupportVpn
 from gateway.policy.ruleset import NftChain, NftSet, Origin
 
@@ -101,6 +105,54 @@ class KillSwitch:
                 chain.add(f'iifname "{tunnel}" meta nfproto ipv6 counter drop', origin)
             if hook in ("output", "forward"):
                 chain.add(f'oifname "{tunnel}" meta nfproto ipv6 counter drop', origin)
+        if support.mode == "gated":
+            self.grant_guard(chain, hook)
+
+    def grant_guard(self, chain: NftChain, hook: str) -> None:
+        """End support flows whose gate grant is gone (closed or expired in the kernel).
+
+        A grant is the gate set element `staff . target . proto . port`. Conntrack keeps an
+        accepted flow alive after its element leaves the set, so before the base chain's
+        `ct state established` accept, a packet between a staff address and the tunnel is
+        checked against the set: from staff (input, forward) by `saddr . daddr . l4proto .
+        dport`, to staff (output, forward) by `daddr . saddr . l4proto . sport`. Without a
+        grant:
+
+        * TCP segments other than SYN and RST get a reset, so each end learns at its next
+          packet that the session is over, whether conntrack still knows the flow (kernel
+          expiry) or the gate deleted its entry (`plantgate gate close`). A SYN goes on to
+          the access rules, which drop and log it; resets pass (the one generated for the
+          other end leaves through here);
+        * established UDP is dropped (a new datagram goes on to the access rules).
+
+        New connections are decided by the gated access rules, which `policy explain` models;
+        this guard only ends flows, and established traffic is outside explain's scope.
+        """
+        assert self.support is not None
+        gate, tunnel, origin = self.support.gate, self.tunnel, self._origin()
+        for version in self._staff_versions():
+            ip, staff = IP[version], f"@ep_{SUPPORT_STAFF}_v{version}"
+            grants = f"@gate_{gate}_v{version}"
+            sides = []
+            if hook in ("input", "forward"):
+                key = f"{ip} saddr . {ip} daddr . meta l4proto . th dport"
+                sides.append((f'iifname "{tunnel}" {ip} saddr {staff}', key))
+            if hook in ("output", "forward"):
+                key = f"{ip} daddr . {ip} saddr . meta l4proto . th sport"
+                sides.append((f'oifname "{tunnel}" {ip} daddr {staff}', key))
+            for where, key in sides:
+                chain.add(
+                    f"{where} tcp flags & (syn | rst) == 0 {key} != {grants} counter "
+                    "reject with tcp reset",
+                    origin,
+                )
+                chain.add(
+                    f"{where} ct state established meta l4proto udp {key} != {grants} counter drop",
+                    origin,
+                )
+
+    def _staff_versions(self) -> list[int]:
+        return [v for v in (4, 6) if f"ep_{SUPPORT_STAFF}_v{v}" in self.builder.table.sets]
 
     def after_conntrack(self, chain: NftChain, hook: str) -> None:
         """New flows: nothing is forwarded into the tunnel or toward the concentrator."""

@@ -1,0 +1,1 @@
+"""The support VPN: WireGuard control, the support gate (requests, approvals, windows), records."""
