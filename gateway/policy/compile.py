@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from gateway.policy import watchlog
 from gateway.policy.addresses import parse_net
 from gateway.policy.derive import DEFINITION_PATHS
 from gateway.policy.killswitch import KillSwitch
@@ -71,7 +72,7 @@ def compile_policy(loaded: LoadedPolicy) -> Compiled:
     table = builder.build()
     return Compiled(
         table=table,
-        text=render(table),
+        text=render(table) + watchlog.arp_table(loaded.policy),
         fqdn=tuple(builder.fqdn),
         dynamic_sets=tuple(builder.dynamic),
         log_group=loaded.policy.defaults.log_group,
@@ -238,6 +239,9 @@ class _Builder:
         ports = self._service_set(rule, services, origin)
         for version, matches in self._address_matches(rule, src, dst):
             for proto in self._proto_matches(version, ports, services):
+                if watchlog.enabled(self.policy.defaults):
+                    sample = watchlog.sample_statement(self.policy.defaults, rule.name)
+                    chain.add(" ".join(p for p in [*matches, proto, sample] if p), origin)
                 parts = [*matches, proto, *self._limit(rule, version), "counter"]
                 if rule.log:
                     group = self.policy.defaults.log_group
@@ -331,11 +335,16 @@ class _Builder:
     def _base_chains(self, leaves: set[str]) -> None:
         defaults = self.policy.defaults
         kill_switch = KillSwitch(self)
-        if defaults.reverse_path_filter or self.policy.support_vpn is not None:
+        watching = watchlog.enabled(defaults)
+        if watching:
+            watchlog.declare_limits(self.table, defaults)
+        if defaults.reverse_path_filter or self.policy.support_vpn is not None or watching:
             self._prerouting(kill_switch)
         for hook in HOOKS:
             base = self.table.chain(hook)
             base.hook = hook
+            if hook == "output" and watching:
+                watchlog.dns_ntp_rules(base, defaults)
             kill_switch.before_conntrack(base, hook)
             base.add("ct state established,related accept")
             base.add("ct state invalid counter drop", note="invalid packets")
@@ -370,6 +379,8 @@ class _Builder:
         chain = self.table.chain("prerouting")
         chain.hook, chain.priority, chain.policy = "prerouting", "raw", "accept"
         chain.add("iif lo accept")
+        if watchlog.enabled(self.policy.defaults):
+            watchlog.dns_ntp_rules(chain, self.policy.defaults)
         kill_switch.prerouting(chain)
         if not self.policy.defaults.reverse_path_filter:
             return

@@ -398,6 +398,17 @@ class Defaults(_Strict):
     log_rate: Rate = "10/second"
     log_burst: int = Field(default=20, ge=1, le=100_000)
     log_snaplen: int = Field(default=128, ge=0, le=65535, description="Bytes of packet logged.")
+    watch_logging: bool = Field(
+        default=True,
+        description="Send the traffic watcher samples: new accepted connections, DNS and NTP "
+        "packets, ARP on the hub segment (to NFLOG group watch_group, rate-limited).",
+    )
+    watch_group: int = Field(default=2, ge=0, le=65535, description="NFLOG group for samples.")
+    watch_sample_rate: Rate = Field(default="50/second", description="New connections logged.")
+    watch_dns_ntp_rate: Rate = Field(default="200/second", description="DNS/NTP packets logged.")
+    watch_snaplen: int = Field(
+        default=512, ge=64, le=65535, description="Bytes of DNS/NTP packets logged."
+    )
     strict_destination: bool = Field(
         default=True,
         description="Accept traffic for the appliance only at an address of the interface it "
