@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:  # the lab pulls in pyroute2 and dnspython: load it only for lab commands
@@ -120,6 +121,25 @@ def _print_status(status: LabStatus) -> None:
     _out.print(_hosts_table(status))
     _out.print(_routes_table(status))
     _out.print(_services_table(status))
+    if status.tunnel is not None:
+        _out.print(_tunnel_line(status), highlight=False)
+
+
+def _tunnel_line(status: LabStatus) -> str:
+    """plantgated's view of the support tunnel, and the concentrator's handshake age."""
+    tunnel = status.tunnel
+    assert tunnel is not None
+    colour = {"up": "green", "connecting": "yellow", "disabled": "dim"}.get(
+        tunnel.state or "", "red"
+    )
+    line = f"support tunnel: [{colour}]{tunnel.state or 'no report'}[/]"
+    if tunnel.reason:
+        line += f" ({escape(tunnel.reason)})"
+    if tunnel.endpoint:
+        line += f", gw → {tunnel.endpoint}"
+    if tunnel.concentrator_handshake_age_s is not None:
+        line += f"; concentrator: handshake {tunnel.concentrator_handshake_age_s:.0f} s ago"
+    return line
 
 
 def _probe_table(results: Sequence[probe.ProbeResult]) -> Table:

@@ -2,9 +2,12 @@
 
 `up` builds DESIGN §3's topology from `topology.plan_lab` through the netlink adapter, writes the
 lab resolver's configuration, and starts the lab's services (dnsmasq in `upstream`; with a
-policy also the internet's NTP server, chronyd in `upstream`, and `plantgated` in `gw`). It is
-idempotent: a complete lab is left as is (only missing services are started); a partial one (a
-crash, a different hub count) is torn down and rebuilt.
+policy also the internet's NTP server, chronyd in `upstream`, the support concentrator
+(wireguard-go `wg-conc`) in `upstream` with the `staff` host behind it, `plantgated` in `gw`,
+which brings the support tunnel up, and sshd targets on gw and the first hubs once the tunnel
+has shaken hands; see `support.py`). It is idempotent: a complete lab is left as is (only
+missing services are started); a partial one (a crash, a different hub count) is torn down and
+rebuilt.
 
 `down` trusts the kernel, not our files: it removes every namespace named `<prefix>-<known
 host>` and kills every process whose network namespace is one of them, so it cleans up after a
@@ -12,7 +15,10 @@ crash even when the lab directory is gone.
 
 Each lab keeps its files in `$PLANTGATE_LAB_ROOT/<prefix>` (default `/run/plantgate/lab/<prefix>`):
 `lab.json`, the dnsmasq configuration, one `NAME.pid` and `NAME.log` per process, and `gw-state/`
-(the daemon's state directory). `down` removes pidfiles but keeps logs for the post-mortem.
+(the daemon's state directory); with a policy also `mnt/` (the private mount namespaces of gw and
+upstream, see `mountns.py`), `ssh/` (lab-only keys and sshd configurations) and the
+concentrator's key. `down` removes pidfiles and the mount namespaces but keeps logs for the
+post-mortem.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from gateway.lab import netns, services, topology
+from gateway.lab import mountns, netns, services, support, topology
 from gateway.lab.netns import LinkInfo, NamespaceNet, RouteInfo
 from gateway.lab.services import LabPaths, ServiceSpec
 from gateway.lab.topology import LabPlan
@@ -42,6 +48,7 @@ META_FILE = "lab.json"
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 LabState = Literal["up", "partial", "absent"]
+WG_HOSTS = ("gw", "upstream")  # hosts with WireGuard: each gets a private mount namespace
 
 
 class LabError(RuntimeError):
@@ -67,6 +74,20 @@ class ServiceStatus:
 
 
 @dataclass(frozen=True)
+class TunnelView:
+    """The support tunnel as plantgated reports it, and as the concentrator sees the peer."""
+
+    state: str | None  # plantgated's: disabled, connecting, up, stale, down (None: no report)
+    reason: str
+    since: str | None
+    endpoint: str | None
+    handshake_age_s: float | None
+    rx_bytes: int | None
+    tx_bytes: int | None
+    concentrator_handshake_age_s: float | None
+
+
+@dataclass(frozen=True)
 class LabStatus:
     prefix: str
     directory: str
@@ -75,6 +96,7 @@ class LabStatus:
     hosts: tuple[HostStatus, ...]
     services: tuple[ServiceStatus, ...]
     problems: tuple[str, ...]
+    tunnel: TunnelView | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -125,6 +147,7 @@ def _write_meta(
     meta = {
         "prefix": plan.prefix,
         "hubs": plan.hubs,
+        "support": plan.support,
         "policy": str(policy) if policy else None,
         "services": [{"name": s.name, "host": s.host} for s in specs],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -254,24 +277,35 @@ def _configure_host(host: topology.Host, net: NamespaceNet) -> None:
 
 
 def _service_specs(paths: LabPaths, policy: Path | None) -> list[ServiceSpec]:
-    """dnsmasq always; with a policy also the internet's time server and then plantgated
-    (whose NTP relay syncs from it). A bare lab stays a topology with DNS."""
+    """dnsmasq always; with a policy also the internet's time server, the support
+    concentrator and then plantgated (whose NTP relay syncs from the one and whose tunnel
+    goes to the other). A bare lab stays a topology with DNS."""
     specs = [services.dnsmasq_spec(paths, services.find_binary("dnsmasq"))]
     if policy is not None:
         specs.append(services.upstream_chrony_spec(paths, services.find_binary("chronyd")))
+        specs.append(support.concentrator_spec(paths))
         specs.append(services.daemon_spec(paths, policy))
+        specs.append(services.mes_spec(paths))
     return specs
 
 
-def _ensure_services(paths: LabPaths, plan: LabPlan, specs: Sequence[ServiceSpec]) -> None:
-    """Start every service that is not running; wait for each to be ready."""
+def _ensure_services(paths: LabPaths, plan: LabPlan, specs: Sequence[ServiceSpec]) -> bool:
+    """Start every service that is not running; wait for each to be ready.
+
+    Returns whether plantgated was started now.
+    """
+    started_daemon = False
     for spec in specs:
         if services.running_pid(paths, spec.name, plan.namespaces) is not None:
             continue
         if spec.name == "plantgated":
             paths.gw_state.mkdir(mode=0o700, parents=True, exist_ok=True)
+            started_daemon = True
         pid = services.start_process(paths, spec.host, spec.argv, spec.name, dict(spec.env))
         services.wait_ready(paths, spec, pid)
+        if spec.name == support.CONC_SERVICE:
+            support.configure_concentrator(paths)
+    return started_daemon
 
 
 def _resolve_policy(policy: Path | None) -> Path | None:
@@ -302,8 +336,9 @@ def up(
     `policy=None` builds the lab without `plantgated` (no firewall in gw): what kernel tests of
     the bare topology need. Raises ValueError for bad input (nothing changed), LabError else.
     """
-    plan = topology.plan_lab(prefix, hubs)
+    topology.plan_lab(prefix, hubs)  # bad input first, before anything changes
     resolved = _resolve_policy(policy)
+    plan = topology.plan_lab(prefix, hubs, support=resolved is not None)
     paths = lab_paths(prefix, root)
     with _locked(paths):
         try:
@@ -313,7 +348,7 @@ def up(
                 f"lab up failed: {exc}\n(the namespaces are up; logs are in {paths.directory}; "
                 f"`plantgate lab down --prefix {prefix}` removes the lab)"
             ) from exc
-        except (OSError, LookupError) as exc:
+        except (OSError, LookupError, mountns.MountNamespaceError) as exc:
             raise LabError(f"lab up failed: {exc}") from exc
     return status(prefix, root)
 
@@ -334,11 +369,19 @@ def _up_locked(plan: LabPlan, paths: LabPaths, policy: Path | None) -> None:
             _down_locked(paths)
             raise
     services.write_resolv_confs(paths.namespace(h) for h in services.resolved_hosts(plan))
-    _write_meta(paths, plan, specs, policy)
+    if plan.support:
+        for host in WG_HOSTS:
+            mountns.create(paths.mnt_dir, host)
+        support.write_ssh_files(paths, plan)
+    ssh = support.sshd_specs(paths, plan) if plan.support else []
+    _write_meta(paths, plan, [*specs, *ssh], policy)
     services.write_dnsmasq_config(paths)
     if policy is not None:
         services.write_upstream_chrony_config(paths)
-    _ensure_services(paths, plan, specs)
+    started = _ensure_services(paths, plan, specs)
+    if started and support.expects_tunnel(paths, policy):
+        support.wait_handshake(paths)  # sshd binds the tunnel address: it must exist first
+    _ensure_services(paths, plan, ssh)
 
 
 def down(prefix: str = "pg", root: Path | None = None) -> DownReport:
@@ -347,7 +390,7 @@ def down(prefix: str = "pg", root: Path | None = None) -> DownReport:
     with _locked(paths):
         try:
             return _down_locked(paths)
-        except (OSError, services.ServiceError) as exc:
+        except (OSError, services.ServiceError, mountns.MountNamespaceError) as exc:
             raise LabError(f"lab down failed: {exc}") from exc
 
 
@@ -373,6 +416,7 @@ def _down_locked(paths: LabPaths) -> DownReport:
         survivors += stuck
     for ns in namespaces:
         netns.delete_namespace(ns)
+    mountns.remove_all(paths.mnt_dir, paths.prefix, WG_HOSTS)
     resolv = services.remove_resolv_confs(paths.prefix)
     if paths.directory.is_dir():
         for pidfile in paths.directory.glob("*.pid"):
@@ -401,7 +445,8 @@ def _status(paths: LabPaths) -> LabStatus:
     prefix = paths.prefix
     present = netns.list_namespaces(prefix)
     meta = _read_meta(paths) if present else {}
-    plan = topology.plan_lab(prefix, infer_hubs(prefix, present, meta))
+    with_support = bool(meta.get("support")) or paths.namespace(topology.STAFF_HOST) in present
+    plan = topology.plan_lab(prefix, infer_hubs(prefix, present, meta), support=with_support)
     observed = _observe(plan, present) if present else {}
     problems = compare(plan, observed, _extra_namespaces(plan, present)) if present else []
     state: LabState = "absent" if not present else ("partial" if problems else "up")
@@ -413,6 +458,30 @@ def _status(paths: LabPaths) -> LabStatus:
         hosts=_host_statuses(plan, observed),
         services=_service_statuses(paths, plan, meta) if present else (),
         problems=tuple(problems),
+        tunnel=_tunnel_view(paths) if present and plan.support else None,
+    )
+
+
+def _tunnel_view(paths: LabPaths) -> TunnelView:
+    """plantgated's last report (`<gw-state>/vpn/tunnel.json`) and the concentrator's view."""
+    try:
+        report = json.loads((paths.gw_state / "vpn" / "tunnel.json").read_text())
+    except (OSError, ValueError):
+        report = {}
+    peer = report.get("peer") or {}
+    seen = support.concentrator_peer(paths)
+    conc_age = None
+    if seen is not None and seen.latest_handshake > 0:
+        conc_age = max(0.0, time.time() - seen.latest_handshake)
+    return TunnelView(
+        state=report.get("state"),
+        reason=str(report.get("reason") or ""),
+        since=report.get("since"),
+        endpoint=peer.get("endpoint"),
+        handshake_age_s=peer.get("handshake_age_s"),
+        rx_bytes=peer.get("rx_bytes"),
+        tx_bytes=peer.get("tx_bytes"),
+        concentrator_handshake_age_s=conc_age,
     )
 
 
@@ -447,7 +516,9 @@ def exec_in(prefix: str, host: str, argv: Sequence[str], root: Path | None = Non
     """
     topology.validate_prefix(prefix)
     if not topology.is_lab_host(host):
-        raise ValueError(f"unknown lab host {host!r}: expected gw, hubsw, plant, upstream or hubN")
+        raise ValueError(
+            f"unknown lab host {host!r}: expected gw, hubsw, plant, upstream, staff or hubN"
+        )
     if not argv:
         raise ValueError("no command given: use `plantgate lab exec HOST -- CMD...`")
     namespace = topology.namespace_name(prefix, host)
@@ -455,7 +526,7 @@ def exec_in(prefix: str, host: str, argv: Sequence[str], root: Path | None = Non
         raise LabError(
             f"lab {prefix!r} has no host {host!r} (namespace {namespace} missing); is it up?"
         )
-    command = [services.find_binary("ip"), "netns", "exec", namespace, *argv]
+    command = services.host_command(lab_paths(prefix, root), host, argv)
     env = dict(os.environ)
     if host == "gw":
         env.setdefault(ENV_STATE_DIR, str(lab_paths(prefix, root).gw_state))

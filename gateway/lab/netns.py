@@ -229,6 +229,34 @@ class NamespaceNet:
         target = "0.0.0.0/0" if dst == "default" else dst
         self._ipr.route("add", dst=target, gateway=via)
 
+    def replace_device_route(self, dst: str, ifname: str, table: int = MAIN_TABLE) -> None:
+        """`dst` (or `default`) straight out of `ifname`, in routing table `table`."""
+        target = "0.0.0.0/0" if dst == "default" else dst
+        self._ipr.route("replace", dst=target, oif=self.index(ifname), table=table)
+
+    def ensure_rule(self, src: str, iifname: str, table: int, priority: int) -> None:
+        """Policy routing: packets from `src` arriving on `iifname` look up `table`."""
+        net = ipaddress.ip_network(src)
+        try:
+            self._ipr.rule(
+                "add",
+                table=table,
+                priority=priority,
+                src=str(net.network_address),
+                src_len=net.prefixlen,
+                iifname=iifname,
+            )
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+
+    def ensure_address(self, ifname: str, cidr: str) -> None:
+        try:
+            self.add_address(ifname, cidr)
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+
     def links(self) -> list[LinkInfo]:
         """Interfaces with their state, bridge master and IPv4 addresses."""
         raw = list(self._ipr.link("dump"))

@@ -6,8 +6,10 @@ For each distinct (host, address, protocol, port) a listener runs inside the des
 namespace for the duration of the run: TCP accepts and closes, UDP echoes. If the port is already
 bound there (EADDRINUSE) a real service owns it, and the probe speaks that service's protocol
 instead: a DNS query (udp/53) or an NTP client request (udp/123); any TCP service just has to
-accept the connection. Sources may bind a specific address (`src_addr`), e.g. the plant
-workstation rather than the plant router.
+accept the connection. A UDP service that answers nothing it does not understand (the lab's
+WireGuard concentrator on udp/51820) is watched instead: a raw socket in the destination sees
+the probe's datagram arrive, which is what the firewall decided. Sources may bind a specific
+address (`src_addr`), e.g. the plant workstation rather than the plant router.
 
 Verdicts: `accept` (connected / reply came back), `drop` (timeout), `refused` (an RST or ICMP
 port-unreachable came back: the packet got through but nothing listened — or a firewall
@@ -94,6 +96,8 @@ class _Listener:
     error: str = ""
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    observer: socket.socket | None = None  # raw socket watching a silent real UDP service
+    seen: set[bytes] = field(default_factory=set)  # payloads that arrived there
 
     @property
     def real_service(self) -> bool:
@@ -168,10 +172,25 @@ def _forbidden() -> list[Probe]:
         Probe(hub, "upstream", topology.DNS_ADDR, "udp", 53, "drop", "hub to internet"),
         Probe("plant", hub, hub_addr, "tcp", 9100, "drop", "plant to hub", workstation),
         Probe("plant", hub, hub_addr, "tcp", 22, "drop", "ssh to hub, gate closed", workstation),
+        *_support_closed(hub, hub_addr),
         Probe("plant", "gw", gw_wan, "tcp", 22, "drop", "plant ssh to appliance", workstation),
         Probe("plant", "gw", gw_wan, "tcp", 8443, "drop", "device API from plant", workstation),
         Probe("upstream", "gw", gw_wan, "tcp", 443, "drop", "internet to Manage Page"),
         Probe("upstream", "gw", gw_wan, "tcp", 22, "drop", "internet ssh"),
+    ]
+
+
+def _support_closed(hub: str, hub_addr: str) -> list[Probe]:
+    """Support staff through the real tunnel, with the gate closed: nothing gets through.
+
+    The lab's `staff` host exists in labs with a policy; the gate opens only by request.
+    """
+    alice = topology.STAFF_ADDRESSES[0]
+    return [
+        Probe(
+            "staff", "gw", topology.GW_TUNNEL, "tcp", 22, "drop", "support ssh, gate closed", alice
+        ),
+        Probe("staff", hub, hub_addr, "tcp", 22, "drop", "support ssh, gate closed", alice),
     ]
 
 
@@ -198,7 +217,7 @@ def _open_listener(prefix: str, key: ListenKey) -> _Listener:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            return _Listener(key, None)
+            return _real_service(namespace, key)
         return _Listener(
             key, None, error=f"cannot listen on {key.addr}:{key.port} in {key.host}: {exc.strerror}"
         )
@@ -207,6 +226,43 @@ def _open_listener(prefix: str, key: ListenKey) -> _Listener:
     listener.thread = threading.Thread(target=serve, args=(listener,), daemon=True)
     listener.thread.start()
     return listener
+
+
+def _real_service(namespace: str, key: ListenKey) -> _Listener:
+    """A real service owns the port; for a UDP one that answers no probe, watch arrivals."""
+    if key.proto != "udp" or key.port in (53, 123):
+        return _Listener(key, None)
+    raw = socket_in_netns(namespace, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    raw.settimeout(POLL)
+    listener = _Listener(key, None, observer=raw)
+    listener.thread = threading.Thread(target=_observe_udp, args=(listener,), daemon=True)
+    listener.thread.start()
+    return listener
+
+
+def udp_arrival(packet: bytes, addr: str, port: int) -> bytes | None:
+    """The payload of an IPv4 UDP datagram for addr:port, from a raw socket's read (pure)."""
+    if len(packet) < 28 or packet[9] != socket.IPPROTO_UDP:
+        return None
+    header_len = (packet[0] & 0x0F) * 4
+    if socket.inet_ntoa(packet[16:20]) != addr or len(packet) < header_len + 8:
+        return None
+    if struct.unpack("!H", packet[header_len + 2 : header_len + 4])[0] != port:
+        return None
+    return packet[header_len + 8 :]
+
+
+def _observe_udp(listener: _Listener) -> None:
+    assert listener.observer is not None
+    key = listener.key
+    while not listener.stop.is_set():
+        try:
+            packet = listener.observer.recv(65535)
+        except (TimeoutError, OSError):
+            continue
+        payload = udp_arrival(packet, key.addr, key.port)
+        if payload is not None:
+            listener.seen.add(payload)
 
 
 def _serve_tcp(listener: _Listener) -> None:
@@ -235,6 +291,8 @@ def _close_listener(listener: _Listener) -> None:
         listener.thread.join(timeout=2.0)
     if listener.sock is not None:
         listener.sock.close()
+    if listener.observer is not None:
+        listener.observer.close()
 
 
 def listen_keys(probes: Iterable[Probe]) -> list[ListenKey]:
@@ -300,9 +358,11 @@ def _reply_matches(data: bytes, expected: str) -> bool:
 
 
 def _probe_udp(
-    sock: socket.socket, probe: Probe, timeout: float, real_service: bool
+    sock: socket.socket, probe: Probe, timeout: float, listener: _Listener
 ) -> tuple[Verdict, str]:
-    payload, expected = _udp_request(probe, real_service)
+    if listener.observer is not None:
+        return _probe_udp_silent(sock, probe, timeout, listener)
+    payload, expected = _udp_request(probe, listener.real_service)
     deadline = time.monotonic() + timeout
     try:
         sock.connect((probe.addr, probe.port))
@@ -318,6 +378,24 @@ def _probe_udp(
     except OSError as exc:
         return _os_error_verdict(exc)
     return "drop", f"no reply within {timeout:g} s"
+
+
+def _probe_udp_silent(
+    sock: socket.socket, probe: Probe, timeout: float, listener: _Listener
+) -> tuple[Verdict, str]:
+    """A service that answers nothing: the datagram's arrival is the verdict."""
+    token = f"plantgate-probe {uuid.uuid4().hex}".encode()
+    deadline = time.monotonic() + timeout
+    try:
+        sock.connect((probe.addr, probe.port))
+        sock.send(token)
+    except OSError as exc:
+        return _os_error_verdict(exc)
+    while time.monotonic() < deadline:
+        if token in listener.seen:
+            return "accept", "arrived (the service answers no probe)"
+        time.sleep(0.01)
+    return "drop", f"did not arrive within {timeout:g} s"
 
 
 def icmp_echo(ident: int, seq: int, payload: bytes) -> bytes:
@@ -398,7 +476,7 @@ def _run_one(prefix: str, probe: Probe, listener: _Listener, timeout: float) -> 
         elif probe.proto == "icmp":
             verdict, detail = _probe_icmp(sock, probe, timeout)
         else:
-            verdict, detail = _probe_udp(sock, probe, timeout, listener.real_service)
+            verdict, detail = _probe_udp(sock, probe, timeout, listener)
     if listener.real_service:
         detail += " (real service)"
     return ProbeResult(probe, verdict, detail, time.monotonic() - started)

@@ -13,6 +13,10 @@ programs on lab hosts resolve lab names exactly as the appliance would with its 
 
 Processes are started in their own session, so they outlive the `plantgate lab up` that started
 them; `lab down` finds them again by pidfile and, after a crash, by namespace.
+
+Hosts that run WireGuard (`gw`, `upstream` in a lab with a policy) also have a mount namespace
+of their own (`mountns.py`); `host_command` enters it before `ip netns exec`, so every process
+there, and `plantgate lab exec`, meets that host's WireGuard control sockets and no other lab's.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,7 +40,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from gateway.lab import topology
+from gateway.lab import mountns, topology
 from gateway.lab.netns import (
     namespace_exists,
     namespace_inode,
@@ -100,6 +105,21 @@ class LabPaths:
         """chronyd's socket, pid and drift files: a private directory, as chronyd requires."""
         return self.directory / NTP_UPSTREAM
 
+    @property
+    def mnt_dir(self) -> Path:
+        """The hosts' private mount namespaces (WireGuard sockets), one file per host."""
+        return self.directory / "mnt"
+
+    def mount_ns(self, host: str) -> Path | None:
+        """The mount namespace file of `host` if it has one, else None."""
+        path = self.mnt_dir / host
+        return path if mountns.is_namespace_file(path) else None
+
+    @property
+    def ssh_dir(self) -> Path:
+        """Lab-only ssh keys and sshd configurations."""
+        return self.directory / "ssh"
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -110,7 +130,8 @@ class ServiceSpec:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
     description: str = ""
-    ready: Literal["dns", "ntp", "policy", "alive"] = "alive"
+    ready: Literal["dns", "ntp", "policy", "alive", "wireguard", "tcp", "tls"] = "alive"
+    target: str = ""  # "wireguard": the interface; "tcp": ADDR:PORT that must accept
 
 
 # ---------------------------------------------------------------- pure: configuration
@@ -195,6 +216,63 @@ def daemon_spec(paths: LabPaths, policy: Path) -> ServiceSpec:
     return ServiceSpec("plantgated", "gw", argv, env, "the appliance daemon", ready="policy")
 
 
+MES_BINDS = (f"{topology.GW_LAN}:443", f"{topology.GW_WAN}:443")
+
+
+def mes_spec(paths: LabPaths) -> ServiceSpec:
+    """The MES (`plantgate mes serve`) on the appliance's hub and plant addresses, port 443,
+    with the lab's gw state (its CA is `gw-state/mes/ca/ca.crt`). Ready once it answers TLS."""
+    argv = [sys.executable, "-m", "mes.cli_serve", "--state-dir", str(paths.gw_state)]
+    for bind in MES_BINDS:
+        argv += ["--bind", bind]
+    argv += ["--name", "gw.plant.test"]
+    package_root = str(Path(__file__).resolve().parents[2])
+    pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    env = (("PLANTGATE_STATE_DIR", str(paths.gw_state)), ("PYTHONPATH", pythonpath))
+    return ServiceSpec(
+        "mes", "gw", tuple(argv), env, "the MES (HTTPS)", ready="tls", target=MES_BINDS[0]
+    )
+
+
+def mes_ca(paths: LabPaths) -> Path:
+    return paths.gw_state / "mes" / "ca" / "ca.crt"
+
+
+def tls_answers(lab: LabPaths, host: str, addr: str, port: int, ca: Path) -> bool:
+    """Whether a TLS server at addr:port completes a handshake trusted by `ca`, from `host`."""
+    try:
+        context = ssl.create_default_context(cafile=str(ca))
+    except (OSError, ssl.SSLError):
+        return False
+    context.check_hostname = False  # the certificate names the address; trust is the CA
+    sock = socket_in_netns(lab.namespace(host), socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(1.0)
+        sock.connect((addr, port))
+        with context.wrap_socket(sock) as tls:
+            return tls.version() is not None
+    except (OSError, ssl.SSLError):
+        return False
+    finally:
+        sock.close()
+
+
+def wait_tls(lab: LabPaths, spec: ServiceSpec, pid: int, timeout: float = 30.0) -> None:
+    """Wait until `spec.target` (ADDR:PORT) answers TLS with the lab MES CA."""
+    addr, _, port = spec.target.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive(pid):
+            raise ServiceError(f"{spec.name} exited at start:\n{log_tail(lab, spec.name)}")
+        if tls_answers(lab, spec.host, addr, int(port), mes_ca(lab)):
+            return
+        time.sleep(0.05)
+    raise ServiceError(
+        f"{spec.name} did not answer TLS on {spec.target} within {timeout:.0f} s:\n"
+        f"{log_tail(lab, spec.name)}"
+    )
+
+
 def resolv_conf() -> str:
     return f"# lab resolver (plantgate lab)\nnameserver {topology.DNS_ADDR}\nsearch test\n"
 
@@ -244,6 +322,25 @@ def write_upstream_chrony_config(paths: LabPaths) -> None:
     paths.ntp_upstream_conf.write_text(upstream_chrony_config(paths))
 
 
+def host_command(
+    lab: LabPaths, host: str, argv: Sequence[str], wd: Path | None = None
+) -> list[str]:
+    """`argv` as run on lab host `host`: in its network namespace, and in its mount
+    namespace when it has one (the hosts with WireGuard), in directory `wd` (default: the
+    current one; entering a mount namespace would otherwise start it in /)."""
+    command = [find_binary("ip"), "netns", "exec", lab.namespace(host), *argv]
+    return mountns.enter_argv(lab.mount_ns(host), command, wd=wd or Path.cwd())
+
+
+def run_on(
+    lab: LabPaths, host: str, argv: Sequence[str], timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """Run a short command on a lab host and collect its output (no check)."""
+    return subprocess.run(
+        host_command(lab, host, argv), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def start_process(
     lab: LabPaths,
     host: str,
@@ -258,7 +355,7 @@ def start_process(
     if not argv:
         raise ValueError("start_process: empty command")
     lab.directory.mkdir(parents=True, exist_ok=True)
-    command = [find_binary("ip"), "netns", "exec", lab.namespace(host), *argv]
+    command = host_command(lab, host, argv, wd=lab.directory)
     full_env = {**os.environ, **(env or {})}
     with lab.logfile(name).open("ab") as log:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -472,9 +569,59 @@ def wait_policy_loaded(lab: LabPaths, spec: ServiceSpec, pid: int, timeout: floa
     )
 
 
+def wait_wireguard(lab: LabPaths, spec: ServiceSpec, pid: int, timeout: float = 5.0) -> None:
+    """Wait until `wg show IFACE` answers on the host (wireguard-go made its socket)."""
+    deadline = time.monotonic() + timeout
+    argv = [find_binary("wg"), "show", spec.target, "listen-port"]
+    while time.monotonic() < deadline:
+        if not is_alive(pid):
+            raise ServiceError(f"{spec.name} exited at start:\n{log_tail(lab, spec.name)}")
+        if run_on(lab, spec.host, argv, timeout=2.0).returncode == 0:
+            return
+        time.sleep(0.02)
+    raise ServiceError(
+        f"{spec.name} did not answer within {timeout:.0f} s:\n{log_tail(lab, spec.name)}"
+    )
+
+
+def tcp_accepts(lab: LabPaths, host: str, addr: str, port: int, timeout: float = 0.3) -> bool:
+    """Whether something accepts TCP at addr:port, asked from inside `host`."""
+    sock = socket_in_netns(lab.namespace(host), socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((addr, port))
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return True
+
+
+def wait_tcp(lab: LabPaths, spec: ServiceSpec, pid: int, timeout: float = 5.0) -> None:
+    """Wait until the service accepts connections at `spec.target` (ADDR:PORT) on its host."""
+    addr, _, port = spec.target.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive(pid):
+            raise ServiceError(f"{spec.name} exited at start:\n{log_tail(lab, spec.name)}")
+        if tcp_accepts(lab, spec.host, addr, int(port)):
+            return
+        time.sleep(0.02)
+    raise ServiceError(
+        f"{spec.name} did not accept on {spec.target} within {timeout:.0f} s:\n"
+        f"{log_tail(lab, spec.name)}"
+    )
+
+
 def wait_ready(lab: LabPaths, spec: ServiceSpec, pid: int) -> None:
     """Block until `spec`'s process is ready in its own terms (see `ServiceSpec.ready`)."""
-    if spec.ready == "dns":
+    if spec.ready == "wireguard":
+        wait_wireguard(lab, spec, pid)
+    elif spec.ready == "tcp":
+        wait_tcp(lab, spec, pid)
+    elif spec.ready == "tls":
+        wait_tls(lab, spec, pid)
+    elif spec.ready == "dns":
         wait_dns_ready(lab, pid)
     elif spec.ready == "ntp":
         wait_ntp_ready(lab, spec, pid)

@@ -13,7 +13,13 @@ Decisions recorded here:
   chatter (router solicitations, MLD, DAD) would show up as dropped-and-logged noise at the gateway.
 - `ip_forward` is set explicitly on every host (1 on `gw` and `plant`, 0 elsewhere) because new
   namespaces inherit IPv4 settings from the machine's own namespace.
-- The support tunnel (`wg-support`/`wg-conc`) is not part of this plan; the VPN adds it.
+- The support tunnel's interfaces (`wg-support`, `wg-conc`) are not part of this plan: they are
+  WireGuard's, made by plantgated in gw and by the lab's concentrator in upstream. A lab with a
+  policy (`support=True`) does add the support staff's side: a `staff` host holding the staff
+  addresses (198.18.201.0/24, those of policies/lab.yaml), linked to `upstream` by a veth
+  (`staff0`, 198.18.201.1). Upstream, the concentrator, then forwards between its staff and the
+  tunnel; the routes and rules that send staff traffic into `wg-conc` belong to the
+  concentrator (`gateway.lab.support`), since `wg-conc` exists only while it runs.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 MAX_HUBS = 200
 IFNAME_MAX = 15
 FIXED_HOSTS = ("gw", "hubsw", "plant", "upstream")
+STAFF_HOST = "staff"
+SUPPORT_HOSTS = (STAFF_HOST,)  # only in labs with a policy (support=True)
 BRIDGE = "br0"
 
 GW_LAN = "198.18.10.1"
@@ -39,6 +47,15 @@ DNS_ADDR = "198.19.0.53"
 SUPPORT_ADDR = "198.19.0.51"
 ACCOUNT_ADDR = "198.19.0.43"
 HUB_NET = "198.18.10.0/24"
+
+# The support side (DESIGN §3): the tunnel's inner network and the staff behind the concentrator.
+TUNNEL_NET = "198.18.200.0/24"
+GW_TUNNEL = "198.18.200.2"
+CONC_TUNNEL = "198.18.200.1"
+STAFF_NET = "198.18.201.0/24"
+STAFF_GATEWAY = "198.18.201.1"  # upstream's leg toward the staff (`staff0`)
+STAFF_ADDRESSES = ("198.18.201.5", "198.18.201.6", "198.18.201.66")  # alice, bob, mallory
+STAFF_LINK = "staff0"
 
 _HUB_NAME = re.compile(r"^hub([1-9][0-9]{0,2})$")
 _IPV6_OFF = (("net.ipv6.conf.all.disable_ipv6", "1"), ("net.ipv6.conf.default.disable_ipv6", "1"))
@@ -123,6 +140,7 @@ class LabPlan:
     hosts: tuple[Host, ...]
     bridge: Bridge
     veths: tuple[VethPair, ...]
+    support: bool = False  # the staff host and its link to upstream (labs with a policy)
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -166,8 +184,8 @@ def namespace_name(prefix: str, host: str) -> str:
 
 
 def is_lab_host(host: str) -> bool:
-    """True for the host names a lab can have: gw, hubsw, plant, upstream, hub1..hub200."""
-    if host in FIXED_HOSTS:
+    """True for the host names a lab can have: gw, hubsw, plant, upstream, staff, hub1..hub200."""
+    if host in FIXED_HOSTS or host in SUPPORT_HOSTS:
         return True
     match = _HUB_NAME.match(host)
     return match is not None and 1 <= int(match.group(1)) <= MAX_HUBS
@@ -203,8 +221,8 @@ def switch_port(host: str) -> str:
     return f"to-{host}"
 
 
-def _sysctls(forward: bool) -> tuple[Sysctl, ...]:
-    items = (*_IPV6_OFF, ("net.ipv4.ip_forward", "1" if forward else "0"))
+def _sysctls(forward: bool, *extra: tuple[str, str]) -> tuple[Sysctl, ...]:
+    items = (*_IPV6_OFF, ("net.ipv4.ip_forward", "1" if forward else "0"), *extra)
     return tuple(Sysctl(k, v) for k, v in items)
 
 
@@ -257,8 +275,16 @@ def _plant(prefix: str) -> Host:
     )
 
 
-def _upstream(prefix: str) -> Host:
+def _upstream(prefix: str, support: bool = False) -> Host:
+    """The internet; with `support` also the concentrator's router toward its staff.
+
+    The concentrator forwards between `staff0` and `wg-conc`, and its policy routing sends
+    staff packets in by `wg-conc` while replies leave by `staff0`: loose reverse-path checks
+    (rp_filter 0) keep the kernel from second-guessing that asymmetry.
+    """
     extras = (NTP_ADDR, DNS_ADDR, SUPPORT_ADDR, ACCOUNT_ADDR)
+    staff = (Address(STAFF_LINK, f"{STAFF_GATEWAY}/24"),) if support else ()
+    rp_off = (("net.ipv4.conf.all.rp_filter", "0"), ("net.ipv4.conf.default.rp_filter", "0"))
     return Host(
         name="upstream",
         namespace=namespace_name(prefix, "upstream"),
@@ -266,18 +292,40 @@ def _upstream(prefix: str) -> Host:
         addresses=(
             Address("eth0", f"{UPSTREAM_UPLINK}/30"),
             *(Address("eth0", f"{ip}/32") for ip in extras),
+            *staff,
         ),
         routes=(Route("default", PLANT_UPLINK),),
+        sysctls=_sysctls(True, *rp_off) if support else _sysctls(forward=False),
+    )
+
+
+def _staff(prefix: str) -> Host:
+    """Support staff behind the concentrator: their addresses, and the concentrator as router."""
+    return Host(
+        name=STAFF_HOST,
+        namespace=namespace_name(prefix, STAFF_HOST),
+        role="support staff (behind the concentrator)",
+        addresses=tuple(Address("eth0", f"{ip}/24") for ip in STAFF_ADDRESSES),
+        routes=(Route("default", STAFF_GATEWAY),),
         sysctls=_sysctls(forward=False),
     )
 
 
-def plan_lab(prefix: str, hubs: int) -> LabPlan:
-    """The complete lab for `prefix` with `hubs` hubs (DESIGN §3, without the support tunnel)."""
+def plan_lab(prefix: str, hubs: int, support: bool = False) -> LabPlan:
+    """The complete lab for `prefix` with `hubs` hubs (DESIGN §3, without the tunnel's own
+    interfaces); `support` adds the staff host behind the concentrator."""
     validate_prefix(prefix)
     validate_hubs(hubs)
     hub_hosts = tuple(_hub(prefix, i) for i in range(1, hubs + 1))
-    hosts = (_gw(prefix), _switch(prefix), *hub_hosts, _plant(prefix), _upstream(prefix))
+    staff = (_staff(prefix),) if support else ()
+    hosts = (
+        _gw(prefix),
+        _switch(prefix),
+        *hub_hosts,
+        _plant(prefix),
+        _upstream(prefix, support),
+        *staff,
+    )
     segment = ("gw", *(h.name for h in hub_hosts))
     veths = (
         *(VethPair(Endpoint("hubsw", switch_port("gw")), Endpoint("gw", "lan0")),),
@@ -287,9 +335,16 @@ def plan_lab(prefix: str, hubs: int) -> LabPlan:
         ),
         VethPair(Endpoint("gw", "wan0"), Endpoint("plant", "eth0")),
         VethPair(Endpoint("plant", "up0"), Endpoint("upstream", "eth0")),
+        *(
+            (VethPair(Endpoint("upstream", STAFF_LINK), Endpoint(STAFF_HOST, "eth0")),)
+            if support
+            else ()
+        ),
     )
     bridge = Bridge("hubsw", BRIDGE, tuple(switch_port(h) for h in segment))
-    plan = LabPlan(prefix=prefix, hubs=hubs, hosts=hosts, bridge=bridge, veths=veths)
+    plan = LabPlan(
+        prefix=prefix, hubs=hubs, hosts=hosts, bridge=bridge, veths=veths, support=support
+    )
     _check(plan)
     return plan
 

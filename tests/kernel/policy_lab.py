@@ -1,9 +1,9 @@
 """Helpers for policy kernel tests: a policed lab, a stand-in support tunnel, nft in a host.
 
-The support tunnel itself (WireGuard) arrives with the VPN; what these tests check is the
-*ruleset's* treatment of traffic that arrives on `wg-support`. So the stand-in is a plain
-veth named `wg-support` in `gw` whose other end sits in a `staff` namespace holding the staff
-address 198.18.201.5, routed exactly as the tunnel will be.
+A lab with a policy has the real support tunnel (WireGuard to the lab's concentrator, with a
+`staff` host behind it). Where no lab runs and only the *ruleset's* treatment of traffic on
+`wg-support` matters, the stand-in is a plain veth named `wg-support` in `gw` whose other end
+sits in a `staff` namespace holding the staff address 198.18.201.5, routed as the tunnel is.
 """
 
 from __future__ import annotations
