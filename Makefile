@@ -8,8 +8,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# openssh-server gives the lab its ssh targets (sshd inside lab namespaces only): the install
+# below keeps Debian from starting or enabling it on the machine itself (policy-rc.d).
+# rsyslog + rsyslog-gnutls: the lab's SOC collector (gateway/lab/collector.py), same treatment.
 APT_PACKAGES := nftables libnftables1 iproute2 dnsmasq-base iperf3 nmap conntrack \
-	wireguard-tools wireguard-go chrony procps util-linux kmod
+	wireguard-tools wireguard-go chrony procps util-linux kmod openssh-server openssh-client \
+	rsyslog rsyslog-gnutls
 PREFIX ?= pg
 HUBS ?= 3
 
@@ -22,7 +26,16 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
+		guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; guard=1; \
+		fi; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		status=$$?; if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+		case " $$missing " in *" openssh-server "*) \
+			systemctl disable ssh.service >/dev/null 2>&1 || true;; esac; \
+		case " $$missing " in *" rsyslog "*) \
+			systemctl disable rsyslog.service >/dev/null 2>&1 || true;; esac; \
+		exit $$status; \
 	else echo "system packages: all present"; fi
 
 $(STAMP): pyproject.toml

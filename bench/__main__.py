@@ -2,8 +2,8 @@
 
     python -m bench                     everything: 10 / 1,000 / 10,000 / 50,000 hubs, 5 repetitions
     python -m bench --quick             up to 10,000 hubs, 1 repetition (for development)
-    python -m bench --only apply        or throughput, memory, plan, policytest, ntp, gate
-                                        (repeatable)
+    python -m bench --only apply        or throughput, memory, plan, policytest, ntp, gate, mes,
+                                        vpn, alerts (repeatable)
     python -m bench --profile           also cProfile one load + compile + apply of the largest site
 
 Needs root (network namespaces). Results: the printed tables and bench/results/latest.json.
@@ -32,6 +32,7 @@ from typing import Any
 
 from rich.console import Console
 
+from bench import alerts as alerts_bench
 from bench import (
     apply,
     gate,
@@ -44,7 +45,9 @@ from bench import (
     report,
     spaces,
     throughput,
+    vpn,
 )
+from bench import mes as mes_bench
 from bench.workdir import Sites
 from gateway.lab import netns
 
@@ -53,7 +56,18 @@ BASE_POLICY = REPO / "policies" / "lab.yaml"
 RESULTS = REPO / "bench" / "results" / "latest.json"
 SIZES = (10, 1_000, 10_000, 50_000)
 QUICK_MAX = 10_000
-SECTIONS = ("apply", "throughput", "memory", "plan", "policytest", "ntp", "gate")
+SECTIONS = (
+    "apply",
+    "throughput",
+    "memory",
+    "plan",
+    "policytest",
+    "ntp",
+    "gate",
+    "mes",
+    "vpn",
+    "alerts",
+)
 
 
 @dataclass
@@ -66,6 +80,9 @@ class Outcome:
     ntp: ntp.NtpRun | None = None
     gate: gate.GateRun | None = None
     profile: hotspots.Profiled | None = None
+    mes: mes_bench.MesRun | None = None
+    vpn: vpn.VpnRun | None = None
+    alerts: alerts_bench.AlertsRun | None = None
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -153,6 +170,12 @@ def _measure(
         outcome.ntp = ntp.run(sites.directory, reps, prefix, REPO, progress)
     if "gate" in sections:
         outcome.gate = gate.run(REPO, prefix, max(reps, 5), progress)
+    if "vpn" in sections:
+        outcome.vpn = vpn.run(REPO, prefix, max(reps, 5), progress)
+    if "mes" in sections:
+        outcome.mes = mes_bench.run(progress)
+    if "alerts" in sections:
+        outcome.alerts = alerts_bench.run(sites.directory, reps, progress)
     if profile:
         progress(f"profile: load + compile + apply of the {largest:,}-hub site")
         outcome.profile = hotspots.profile(sites.site(largest), f"{prefix}-prof")
@@ -195,6 +218,12 @@ def _print(console: Console, outcome: Outcome, runtime: float, output: Path) -> 
             console.print(f"  {line}", highlight=False)
     if outcome.gate is not None:
         console.print(report.gate_table(outcome.gate))
+    if outcome.vpn is not None:
+        console.print(report.vpn_table(outcome.vpn))
+    if outcome.mes is not None:
+        console.print(mes_bench.table(outcome.mes))
+    if outcome.alerts is not None:
+        console.print(alerts_bench.table(outcome.alerts))
     goals = report.goal_lines(outcome.apply, outcome.traffic)
     if goals:
         console.print("[bold]Goals (DESIGN targets vs. this run's medians)[/]")
@@ -254,6 +283,9 @@ def to_record(
         "policytest": [r.to_dict() for r in outcome.policytests],
         "ntp": outcome.ntp.to_dict() if outcome.ntp is not None else None,
         "gate": outcome.gate.to_dict() if outcome.gate is not None else None,
+        "vpn": outcome.vpn.to_dict() if outcome.vpn is not None else None,
+        "mes": outcome.mes.to_dict() if outcome.mes is not None else None,
+        "alerts": outcome.alerts.to_dict() if outcome.alerts is not None else None,
         "goals": report.goal_lines(outcome.apply, traffic),
         "reference_not_measured_here": reference.to_dict(),
     }

@@ -18,6 +18,7 @@ from bench.plan import PlanResult
 from bench.policytest import PolicyTestResult
 from bench.stats import Summary, ratio, summarize
 from bench.throughput import TrafficRun
+from bench.vpn import VpnRun
 
 APPLY_GOAL_HUBS = 10_000
 APPLY_GOAL_RATIO = 1.5
@@ -266,6 +267,20 @@ def gate_table(run: GateRun) -> Table:
         "—",
         "—",
     )
+    return table
+
+
+def vpn_table(run: VpnRun) -> Table:
+    """Tunnel start to first handshake and to the first staff connection through it."""
+    table = Table(
+        title="8. Support tunnel: start to first handshake and first staff ssh connection "
+        "(open gate element; median, min–max below)",
+        title_justify="left",
+    )
+    for header in ("start", "call\nreturns", "start →\nhandshake", "start →\nfirst connection"):
+        table.add_column(header, justify="left" if header == "start" else "right")
+    for r in run.results:
+        table.add_row(r.label, spread(r.call), spread(r.handshake), spread(r.connection))
     return table
 
 

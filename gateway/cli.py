@@ -9,12 +9,16 @@ import logging
 
 import typer
 
+from gateway.alerts.cli import alerts_app
 from gateway.audit_cli import audit_app
 from gateway.lab.cli import lab_app
 from gateway.ntp.cli import ntp_app
 from gateway.policy import cli_explain, cli_plan, cli_revisions
 from gateway.policy.cli import policy_app
 from gateway.vpn.cli_gate import gate_app
+from gateway.vpn.cli_vpn import vpn_app
+from mes import cli_serve
+from mes.cli_audit import mes_app
 
 app = typer.Typer(
     help="PlantGate: sealed gateway appliance for manufacturing plants.",
@@ -29,7 +33,11 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(lab_app, name="lab")
 app.add_typer(audit_app, name="audit")
 app.add_typer(gate_app, name="gate")
+app.add_typer(vpn_app, name="vpn")
 app.add_typer(ntp_app, name="ntp")
+app.add_typer(alerts_app, name="alerts")
+cli_serve.register(mes_app)
+app.add_typer(mes_app, name="mes")
 
 
 def main() -> None:

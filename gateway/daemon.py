@@ -3,8 +3,12 @@
 On start it loads the policy (the kernel then enforces it whether or not this process
 lives: DESIGN §5 "fail closed"), then keeps it whole (`gateway.policy.runtime`) and takes
 events from other processes on its Unix socket. The NTP relay (`gateway.ntp.service`) runs
-beside the policy: chronyd for the loaded revision's `time` section, and its monitor. Later
-components (VPN, watcher) join the same loop.
+beside the policy: chronyd for the loaded revision's `time` section, and its monitor. The
+support tunnel (`gateway.vpn.tunnel`) follows the revision's `support_vpn` section the same
+way; the support gate's upkeep, its local admin API and the record of support connections
+run beside it (`gateway.vpn`), and so does the alert pipeline with its spool, sinks and feed
+(`gateway.alerts`). Each of those is supervised: if one fails it is logged and started
+again, and it never takes plantgated down with it.
 
 Exit codes: 0 stopped by a signal, 1 the kernel refused the policy or nothing could be
 loaded, 2 the policy is invalid. In the failure cases the ruleset already in the kernel
@@ -20,8 +24,10 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from gateway.alerts.service import AlertService, default_observer
 from gateway.events import Bus, Event, EventIntake
 from gateway.ntp.config import APPLIANCE_TIMING, LAB_TIMING, Timing
 from gateway.ntp.service import NtpService
@@ -29,9 +35,18 @@ from gateway.policy.apply import ApplyError
 from gateway.policy.drift import drift_watch
 from gateway.policy.errors import PolicyError
 from gateway.policy.nft import Nft, NftError
-from gateway.policy.operations import OperationError
+from gateway.policy.operations import OperationError, compile_revision
 from gateway.policy.runtime import PolicyRuntime
 from gateway.state import ready_path, state_dir, write_atomic
+from gateway.vpn.api import serve_admin_api
+from gateway.vpn.connections import (
+    enable_accounting,
+    record_connection,
+    state_directory,
+    watch_support_connections,
+)
+from gateway.vpn.gateservice import GateService, bus_publisher, gate_upkeep
+from gateway.vpn.tunnel import TunnelService
 
 log = logging.getLogger("plantgated")
 
@@ -57,6 +72,48 @@ class Daemon:
         self.ntp = NtpService(
             state, self.bus, discipline_clock=ntp_discipline_clock, timing=ntp_timing
         )
+        self.vpn = TunnelService(state, self.bus)
+        self.components: list[asyncio.Task[None]] = []
+
+    def _start_components(self) -> None:
+        """The gate and the alert pipeline, each under `_supervise`."""
+        publish = bus_publisher(self.bus, asyncio.get_running_loop())
+        gates = GateService(self.state, publish=publish, source="plantgated")
+        with contextlib.suppress(OSError):  # byte counts for support.connection records
+            enable_accounting()
+        alerts = AlertService(self.state, default_observer(self._site()))
+        runners: dict[str, Callable[[asyncio.Event], Awaitable[None]]] = {
+            "gate admin API": lambda stop: serve_admin_api(self.state, stop, publish=publish),
+            "gate upkeep": lambda stop: gate_upkeep(gates, stop),
+            "support connections": lambda stop: watch_support_connections(
+                state_directory(self.state), record_connection(self.state, publish), stop
+            ),
+            "alert pipeline": alerts.run,
+        }
+        for name, run in runners.items():
+            self.components.append(asyncio.create_task(self._supervise(name, run)))
+
+    def _site(self) -> str:
+        current = self.policy.store.current()
+        if current is None:
+            return "plantgate"
+        return compile_revision(self.policy.store, current)[0].policy.site.name
+
+    async def _supervise(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        """Run a component until plantgated stops; restart it (with backoff) if it fails."""
+        backoff = 1.0
+        while not self.stopping.is_set():
+            stop = asyncio.Event()
+            mirror = asyncio.create_task(_mirror(self.stopping, stop))
+            try:
+                await run(stop)
+            except Exception:  # a component must never take plantgated down
+                log.exception("%s failed; starting it again in %.0f s", name, backoff)
+            finally:
+                mirror.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), backoff)
+            backoff = min(60.0, backoff * 2)
 
     async def run(self) -> None:
         self.intake.open()
@@ -65,6 +122,7 @@ class Daemon:
             drift_watch(self.state, Nft(), self.bus, self.stopping, self.drift_interval)
         )
         ntp: asyncio.Task[None] | None = None
+        vpn: asyncio.Task[None] | None = None
         try:
             first = True
             while not self.stopping.is_set():
@@ -76,6 +134,9 @@ class Daemon:
                 if first:
                     await self.ntp.start()  # the relay holds its port before we say ready
                     ntp = asyncio.create_task(self.ntp.run(self.stopping))
+                    await self.vpn.start()  # the tunnel's interface exists before we say ready
+                    vpn = asyncio.create_task(self.vpn.run(self.stopping))
+                    self._start_components()
                     write_atomic(ready_path(self.state), f"{os.getpid()}\n")
                     first = False
                 with contextlib.suppress(TimeoutError):
@@ -85,8 +146,16 @@ class Daemon:
             await drift
             if ntp is not None:
                 await ntp
+            if vpn is not None:
+                await vpn
+            await asyncio.gather(*self.components, return_exceptions=True)
             self.intake.close()
             ready_path(self.state).unlink(missing_ok=True)
+
+
+async def _mirror(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
 
 
 def _log_event(event: Event) -> None:
