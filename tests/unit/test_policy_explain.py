@@ -299,12 +299,13 @@ def test_ties_go_to_the_earlier_rule_in_the_file(lab: Explainer) -> None:
 
 
 def test_support_to_the_plant_misses_on_the_destination_and_the_gate(lab: Explainer) -> None:
-    result = lab.explain(flow("198.18.201.5", "198.18.20.10", "tcp/22"), lab_ctx())
+    # .99, not the workstation: that one is the SOC collector, which alert-feed targets
+    result = lab.explain(flow("198.18.201.5", "198.18.20.99", "tcp/22"), lab_ctx())
     assert result.closest is not None
     assert result.closest.rule.name == "support-ssh"
     assert result.closest.reasons == (
-        "destination 198.18.20.10 is not the appliance; the rule allows to 'self'",
-        "gate 'support' is closed for 198.18.201.5 → 198.18.20.10",
+        "destination 198.18.20.99 is not the appliance; the rule allows to 'self'",
+        "gate 'support' is closed for 198.18.201.5 → 198.18.20.99",
     )
 
 

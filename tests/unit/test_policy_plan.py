@@ -557,7 +557,7 @@ def test_cli_against_nothing_applied(tmp_path: Path, no_kernel: list[DriftCheck]
     assert result.stdout.splitlines()[0].endswith(
         "lab.yaml against nothing applied yet (no revision)"
     )
-    assert "RULES (9 added)" in result.stdout  # 7 written, 2 implied by the time section
+    assert "RULES (10 added)" in result.stdout  # 6 written, 4 implied (time, support_vpn)
 
 
 def test_cli_against_the_current_revision(tmp_path: Path, no_kernel: list[DriftCheck]) -> None:

@@ -49,54 +49,54 @@ def test_no_staff_means_no_access_rule() -> None:
 CASES = {
     "undefined interface role": (
         ("  interface: support-tunnel\n", "  interface: support-tunel\n"),
-        "lab.yaml:74:14: error: undefined interface role 'support-tunel' (did you mean "
+        "lab.yaml:78:14: error: undefined interface role 'support-tunel' (did you mean "
         "'support-tunnel'?)",
     ),
     "undefined concentrator": (
         ("  concentrator: support-concentrator\n", "  concentrator: concentrator\n"),
-        "lab.yaml:76:17: error: undefined endpoint 'concentrator' (did you mean "
+        "lab.yaml:80:17: error: undefined endpoint 'concentrator' (did you mean "
         "'support-concentrator'?)",
     ),
     "staff outside the inner networks": (
         ("address: 198.18.201.6,", "address: 198.18.202.6,"),
-        "lab.yaml:86:28: error: 198.18.202.6 is outside inner_networks: it can never arrive "
+        "lab.yaml:90:28: error: 198.18.202.6 is outside inner_networks: it can never arrive "
         "through the tunnel",
     ),
     "staff listed twice": (
         ("{name: bob,", "{name: alice,"),
-        "lab.yaml:86:14: error: staff name 'alice' is listed twice (also at staff[0])",
+        "lab.yaml:90:14: error: staff name 'alice' is listed twice (also at staff[0])",
     ),
     "two staff, one address": (
         ("address: 198.18.201.6,", "address: 198.18.201.5,"),
-        "lab.yaml:86:28: error: 198.18.201.5 is already staff[0]'s address: each person needs "
+        "lab.yaml:90:28: error: 198.18.201.5 is already staff[0]'s address: each person needs "
         "their own",
     ),
     "target service with ICMP": (
         ("allow: [ssh]}", "allow: [ssh, ping]}"),
-        "lab.yaml:84:39: error: service 'ping' has ICMP types: a gate grants tcp/udp ports only",
+        "lab.yaml:88:39: error: service 'ping' has ICMP types: a gate grants tcp/udp ports only",
     ),
     "target zone undefined": (
         ("{to: [self, hubs],", "{to: [self, hbus],"),
-        "lab.yaml:83:19: error: undefined zone 'hbus' (did you mean 'hubs'?)",
+        "lab.yaml:87:19: error: undefined zone 'hbus' (did you mean 'hubs'?)",
     ),
     "not a WireGuard key": (
         ("public_key: kN0jCgWbDUSBsBs6o2aQHsISjENoOJYOM+uSc8NLTFI=", "public_key: not-a-key"),
-        "lab.yaml:78:15: error: support_vpn.public_key: 'not-a-key' is not a WireGuard public "
+        "lab.yaml:82:15: error: support_vpn.public_key: 'not-a-key' is not a WireGuard public "
         "key (44 characters of base64 ending in '=')",
     ),
     "appliance address without a prefix": (
         ("  address: 198.18.200.2/24 ", "  address: 198.18.200.2 "),
-        "lab.yaml:75:12: error: support_vpn.address: '198.18.200.2' needs a prefix length, like "
+        "lab.yaml:79:12: error: support_vpn.address: '198.18.200.2' needs a prefix length, like "
         "'198.18.200.2/24'",
     ),
     "bad window": (
         ("max_window: 1h}", "max_window: 1 hour}"),
-        "lab.yaml:86:71: error: support_vpn.staff[1].max_window: '1 hour' is not a duration: "
+        "lab.yaml:90:71: error: support_vpn.staff[1].max_window: '1 hour' is not a duration: "
         "write it like '90s', '15m', '4h' or '2d'",
     ),
     "a rule named like the derived one": (
         ("  - name: manage-page\n", "  - name: support-ssh\n"),
-        "lab.yaml:100:11: error: rule name 'support-ssh' is reserved: the support_vpn section "
+        "lab.yaml:104:11: error: rule name 'support-ssh' is reserved: the support_vpn section "
         "makes that rule",
     ),
 }
