@@ -304,7 +304,7 @@ def test_cli_test_verbose_and_json() -> None:
     )
     data = json.loads(runner.invoke(app, ["policy", "test", str(LAB), "--json"]).stdout)
     assert data["ok"] is True
-    assert data["counts"]["expectations"] == 96
+    assert data["counts"]["expectations"] == 99
     assert data["results"][0]["explanation"]["decision"]["rule"]["name"] == "hubs-to-appliance"
 
 
