@@ -323,7 +323,11 @@ def _load_as_revision(
     from gateway.dns.lookup import resolve_all  # dnspython: only when names are resolved
 
     resolved = resolve_all(compiled.fqdn, loaded.policy) if resolve else {}
-    report = apply_compiled(compiled, nft, loaded.file, resolved)
+    try:
+        report = apply_compiled(compiled, nft, loaded.file, resolved)
+    except Exception as exc:  # the kernel refused or libnftables failed: nothing changed
+        _record_failure(store.state, user, kind, loaded.file, exc)
+        raise
     superseded = store.pending()
     if superseded is not None:
         store.save(replace(superseded, status="superseded"))
@@ -365,6 +369,13 @@ def _vpn_override_of(loaded: LoadedPolicy) -> str | None:
     if written is None or effective is None or written.mode == effective.mode:
         return None
     return effective.mode
+
+
+def _record_failure(state: Path, user: str, kind: Kind, file: str, exc: Exception) -> None:
+    """A load the kernel refused: audited and announced, so the watcher can alert on it."""
+    details = {"file": file, "kind": kind, "error": str(exc).splitlines()[0][:500]}
+    AuditLog(state).append(user, "policy.apply_failed", details)
+    send_event(state, Event("policy.apply_failed", SOURCE, {"user": user, **details}))
 
 
 def _record(state: Path, user: str, action: str, revision: Revision) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gateway.dns.lookup import DnsLookup, install, resolve_due, resolver_addresses
 from gateway.dns.schedule import Schedule
-from gateway.events import Bus, Event, utc_now
+from gateway.events import Bus, utc_now
 from gateway.policy.nft import Nft
 from gateway.policy.operations import (
     apply_file,
@@ -127,13 +127,7 @@ class PolicyRuntime:
                 pending.number,
                 reverted.number,
             )
-            await self.bus.publish(
-                Event(
-                    "policy.reverted",
-                    "plantgated",
-                    {"revision": pending.number, "by": reverted.number},
-                )
-            )
+            # revert_if_unconfirmed announces it (policy.reverted), as the watchdog's does.
 
 
 def _sha256(path: Path) -> str:

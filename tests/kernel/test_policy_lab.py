@@ -15,17 +15,21 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from gateway.audit import AuditLog
 from gateway.lab import lab as lab_ops
 from gateway.lab import netns, topology
 from gateway.lab.probe import Probe, ProbeResult, matrix_probes, run_probes
 from gateway.policy.apply import ApplyError, apply_compiled
-from gateway.policy.compile import compile_policy
+from gateway.policy.compile import Compiled, compile_policy
 from gateway.policy.load import load_file
 from gateway.policy.nft import Nft
+from gateway.policy.operations import _load_as_revision
+from gateway.policy.revisions import RevisionStore
 from gateway.watch.sources.nflog import NflogReader
 from tests.kernel.conftest import Lab, new_prefix, teardown_lab
 from tests.kernel.policy_lab import (
@@ -245,15 +249,7 @@ def test_refused_load_leaves_the_previous_table_and_names_the_yaml_line(policed:
     gw = policed.ns("gw")
     before = table_text(gw)
     loaded = load_file(LAB_POLICY)
-    compiled = compile_policy(loaded)
-    # A jump loop passes `nft --check` but the kernel refuses it ("Too many links").
-    looped = compiled.text.replace(
-        'accept comment "manage-page @ lab.yaml',
-        'jump in_if_plant-lan comment "manage-page @ lab.yaml',
-    ).replace("\tchain in_if_plant-lan {\n", "\tchain in_if_plant-lan {\n\t\tjump in_plant\n")
-    broken = type(compiled)(
-        compiled.table, looped, compiled.fqdn, compiled.dynamic_sets, compiled.log_group
-    )
+    broken = _refused_by_the_kernel(compile_policy(loaded))
 
     def attempt() -> ApplyError:
         with pytest.raises(ApplyError) as info:
@@ -269,6 +265,36 @@ def test_refused_load_leaves_the_previous_table_and_names_the_yaml_line(policed:
         line.startswith(f"{LAB_POLICY}:{rule_line}:1: error: nftables refused manage-page")
         for line in rendered
     ), rendered
+
+
+def _refused_by_the_kernel(compiled: Compiled) -> Compiled:
+    """A jump loop: it passes `nft --check` but the kernel refuses it ("Too many links")."""
+    looped = compiled.text.replace(
+        'accept comment "manage-page @ lab.yaml',
+        'jump in_if_plant-lan comment "manage-page @ lab.yaml',
+    ).replace("\tchain in_if_plant-lan {\n", "\tchain in_if_plant-lan {\n\t\tjump in_plant\n")
+    return replace(compiled, text=looped)
+
+
+def test_a_refused_apply_is_audited_and_announced_for_the_watcher(
+    policed: Lab, tmp_path: Path
+) -> None:
+    loaded = load_file(LAB_POLICY)
+    broken = _refused_by_the_kernel(compile_policy(loaded))
+    state = tmp_path / "state"
+    store = RevisionStore(state)
+
+    def attempt() -> None:
+        with store.locked(), pytest.raises(ApplyError):
+            _load_as_revision(
+                store, loaded, broken, Nft(), user="alice", message="", kind="apply", resolve=False
+            )
+
+    netns.in_netns(policed.ns("gw"), attempt)
+    [entry] = AuditLog(state).entries()
+    assert (entry.actor, entry.action) == ("alice", "policy.apply_failed")
+    assert entry.details["kind"] == "apply" and "Too many links" in entry.details["error"]
+    assert store.all() == []  # no revision was recorded
 
 
 def test_invalid_policy_changes_nothing(policed: Lab, tmp_path: Path) -> None:
