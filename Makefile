@@ -11,9 +11,11 @@ STAMP := $(VENV)/.installed
 # openssh-server gives the lab its ssh targets (sshd inside lab namespaces only): the install
 # below keeps Debian from starting or enabling it on the machine itself (policy-rc.d).
 # rsyslog + rsyslog-gnutls: the lab's SOC collector (gateway/lab/collector.py), same treatment.
+# chromium + libnss3-tools: the MES screens' browser test (tests/browser: Debian's Chromium
+# driven by Playwright; certutil puts the appliance's CA in a throwaway NSS database).
 APT_PACKAGES := nftables libnftables1 iproute2 dnsmasq-base iperf3 nmap conntrack \
 	wireguard-tools wireguard-go chrony procps util-linux kmod openssh-server openssh-client \
-	rsyslog rsyslog-gnutls
+	rsyslog rsyslog-gnutls chromium libnss3-tools
 PREFIX ?= pg
 HUBS ?= 3
 
@@ -61,7 +63,7 @@ kernel: deps
 	$(VENV)/bin/pytest -q tests/kernel
 
 test: deps lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit tests/kernel
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit tests/browser tests/kernel
 
 run: deps
 	$(VENV)/bin/plantgate lab up --hubs $(HUBS) --prefix $(PREFIX) --probe

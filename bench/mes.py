@@ -6,20 +6,25 @@ server holds up under 50 stations.
 - **Guesses per minute**: for one badge and for one station, from the configured limits,
   checked by a fake-clock simulation that tries every 100 ms for ten minutes (one badge also
   meets the lockout: 5 wrong PINs in all until a lead unlocks it).
-- **50 stations over TLS**: the MES server (`mes.server.prepare`: our SSLContext, uvicorn,
-  one worker) in its own process on loopback; 50 simulated stations each sign in with badge
-  and PIN, then call as fast as they can for `LOAD_SECONDS` over HTTPS (httpx, keep-alive).
-  Until the application's action-recording route exists this measures the authenticated
-  request path every action goes through (`GET /api/auth/session`: cookie -> session row ->
-  person), and the table says so. Each station has its own address-limit budget raised for
-  the run, since all 50 come from 127.0.0.1.
+- **50 stations recording actions over TLS**: the MES server (`mes.server.prepare`: our
+  SSLContext, uvicorn, one worker, the real application) in its own process on loopback,
+  seeded through the services (`bench.mes_app`): a released three-step process (scan the
+  unit's serial against a pattern, measure, confirm) and a work order per station. 50
+  simulated stations sign their operators in with badge and PIN (argon2: outside the
+  measured window, which opens when all are in), then for `LOAD_SECONDS` build units as
+  fast as they can over HTTPS (httpx, keep-alive): start a unit, record its three steps
+  (one action each), complete it. Twice, on the same server (`bench.mes_load`): through
+  the JSON API (`POST /api/v1/units/{id}/executions`), then through the station screens'
+  forms. Reported for each: actions recorded per second, the latency of recording one
+  (p50, p99), requests per second in all, units completed, and errors. The per-address
+  login limit is raised for the run, since all 50 stations come from 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import ssl
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.table import Table
 
+from bench.mes_load import PIN, LoadResult, Mode, drive
 from bench.stats import Summary, summarize
 from mes.auth.hashing import DEFAULT_PARAMS, PepperedHasher
 from mes.auth.lockout import MAX_FAILURES
@@ -37,29 +42,9 @@ from mes.auth.ratelimit import Limit, LoginLimiter, LoginLimits, guesses_per_min
 
 STATIONS = 50
 LOAD_SECONDS = 10.0
-PIN = "839201"
 SIM_MINUTES = 10
-PATH = "/api/auth/session"
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    what: str
-    stations: int
-    seconds: float
-    requests: int
-    errors: int
-    latencies: list[float]
-
-    @property
-    def per_second(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def quantile(self, q: float) -> float:
-        if not self.latencies:
-            return 0.0
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+MODES: tuple[Mode, ...] = ("screens", "api")
+SCREENS_FIRST_SERIAL = 500_000  # the two runs share the work orders: serials never meet
 
 
 @dataclass(frozen=True)
@@ -70,10 +55,9 @@ class MesRun:
     station_config: int
     badge_simulated: float
     station_simulated: float
-    load: LoadResult | None
+    loads: list[LoadResult]
 
     def to_dict(self) -> dict[str, Any]:
-        load = self.load
         return {
             "argon2": self.params,
             "pin_verify_s": self.pin_verify.median,
@@ -85,18 +69,7 @@ class MesRun:
                 "station_config": self.station_config,
                 "station_simulated": self.station_simulated,
             },
-            "load": None
-            if load is None
-            else {
-                "what": load.what,
-                "stations": load.stations,
-                "seconds": load.seconds,
-                "requests": load.requests,
-                "errors": load.errors,
-                "per_second": load.per_second,
-                "p50_s": load.quantile(0.5),
-                "p99_s": load.quantile(0.99),
-            },
+            "load": {mode: load.to_dict() for mode, load in zip(MODES, self.loads, strict=False)},
         }
 
 
@@ -149,75 +122,14 @@ def _serve(state: str, port: int, ready: Any) -> None:
     uv.run(sockets=sockets)
 
 
-async def _station(
-    index: int, port: int, context: ssl.SSLContext, tokens: list[str], window: Window,
-    latencies: list[float], errors: list[int],
-) -> int:  # fmt: skip
-    base = f"https://127.0.0.1:{port}"
-    done = 0
-    async with httpx.AsyncClient(verify=context, base_url=base, timeout=30) as client:
-        login = await client.post(
-            "/api/auth/operator/login",
-            json={"station": f"ST-{index:02d}", "badge": tokens[index], "pin": PIN},
-        )
-        await window.signed_in(login.status_code == 200)
-        if login.status_code != 200:
-            errors.append(login.status_code)
-            return 0
-        until = await window.opened()
-        while time.perf_counter() < until:
-            start = time.perf_counter()
-            response = await client.get(PATH)
-            latencies.append(time.perf_counter() - start)
-            if response.status_code != 200:
-                errors.append(response.status_code)
-            done += 1
-    return done
-
-
-class Window:
-    """The measured window opens when every station has signed in (logins are argon2-bound
-    and measured separately), and lasts `seconds`."""
-
-    def __init__(self, stations: int, seconds: float) -> None:
-        self._waiting = stations
-        self._seconds = seconds
-        self._open = asyncio.Event()
-        self.start = 0.0
-
-    async def signed_in(self, ok: bool) -> None:
-        self._waiting -= 1
-        if self._waiting == 0:
-            self.start = time.perf_counter()
-            self._open.set()
-
-    async def opened(self) -> float:
-        await self._open.wait()
-        return self.start + self._seconds
-
-
-async def _drive(port: int, ca: Path, tokens: list[str], seconds: float) -> LoadResult:
-    context = ssl.create_default_context(cafile=str(ca))
-    latencies: list[float] = []
-    errors: list[int] = []
-    window = Window(STATIONS, seconds)
-    counts = await asyncio.gather(
-        *(_station(i, port, context, tokens, window, latencies, errors) for i in range(STATIONS))
-    )
-    elapsed = time.perf_counter() - window.start
-    return LoadResult(
-        f"{PATH} (authenticated request path)", STATIONS, elapsed, sum(counts), len(errors),
-        latencies,
-    )  # fmt: skip
-
-
-def load_run(seconds: float = LOAD_SECONDS) -> LoadResult:
+def load_run(seconds: float = LOAD_SECONDS) -> list[LoadResult]:
+    """One server, seeded once; the API run, then the screens run, each `seconds` long."""
     from bench.mes_app import seed
     from mes.tls import tls_paths
 
     with tempfile.TemporaryDirectory(prefix="plantgate-bench-mes-") as tmp:
-        tokens = seed(Path(tmp), STATIONS, PIN)
-        probe = __import__("socket").create_server(("127.0.0.1", 0))
+        plan = seed(Path(tmp), STATIONS, PIN)
+        probe = socket.create_server(("127.0.0.1", 0))
         port = probe.getsockname()[1]
         probe.close()
         context = multiprocessing.get_context("spawn")
@@ -228,15 +140,18 @@ def load_run(seconds: float = LOAD_SECONDS) -> LoadResult:
             if not ready.wait(60):
                 raise RuntimeError("the MES bench server did not start")
             _wait_port(port)
-            return asyncio.run(_drive(port, tls_paths(Path(tmp)).ca_cert, tokens, seconds))
+            ca = tls_paths(Path(tmp)).ca_cert
+            return [
+                asyncio.run(drive(port, ca, plan, seconds, mode, STATIONS,
+                                  SCREENS_FIRST_SERIAL if mode == "screens" else 0))
+                for mode in MODES
+            ]  # fmt: skip
         finally:
             proc.terminate()
             proc.join(15)
 
 
 def _wait_port(port: int, timeout: float = 20.0) -> None:
-    import socket
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -253,8 +168,8 @@ def run(progress: Callable[[str], None], load_seconds: float = LOAD_SECONDS) -> 
     progress("mes: rate limits on a fake clock")
     badge = simulate(limits, lambda i: "badge:one", lambda i: f"ST-{i}")
     station = simulate(limits, lambda i: f"emp:{i}", lambda i: "ST-1")
-    progress(f"mes: {STATIONS} stations over TLS for {load_seconds:g} s")
-    load = load_run(load_seconds)
+    progress(f"mes: {STATIONS} stations recording actions over TLS for {load_seconds:g} s")
+    loads = load_run(load_seconds)
     return MesRun(
         DEFAULT_PARAMS.describe(),
         summarize(samples),
@@ -262,12 +177,12 @@ def run(progress: Callable[[str], None], load_seconds: float = LOAD_SECONDS) -> 
         guesses_per_minute(limits.station),
         badge,
         station,
-        load,
+        loads,
     )
 
 
 def table(result: MesRun) -> Table:
-    t = Table(title="8. MES access: PIN checks, guess limits, 50 stations over TLS",
+    t = Table(title="8. MES: PIN checks, guess limits, 50 stations recording actions over TLS",
               title_justify="left")  # fmt: skip
     t.add_column("measure")
     t.add_column("value", justify="right")
@@ -279,12 +194,13 @@ def table(result: MesRun) -> Table:
     t.add_row("guesses for one badge before lockout", f"{MAX_FAILURES}")
     t.add_row("guesses/min at one station (config; simulated)",
               f"{result.station_config}; {result.station_simulated:.1f}")  # fmt: skip
-    load = result.load
-    if load is not None:
-        t.add_row(f"{load.stations} stations: {load.what}",
-                  f"{load.per_second:,.0f} req/s, {load.errors} errors")  # fmt: skip
+    for load in result.loads:
+        t.add_row(f"{load.stations} stations, {load.what}: actions/s",
+                  f"{load.per_second:,.0f} ({load.actions:,} in {load.seconds:.1f} s)")  # fmt: skip
         p50, p99 = load.quantile(0.5) * 1000, load.quantile(0.99) * 1000
-        t.add_row("latency p50 / p99", f"{p50:.1f} / {p99:.1f} ms")
+        t.add_row("  latency of recording one action, p50 / p99", f"{p50:.1f} / {p99:.1f} ms")
+        t.add_row("  all requests/s; units completed; errors",
+                  f"{load.requests_per_second:,.0f}; {load.units:,}; {load.errors}")  # fmt: skip
     return t
 
 

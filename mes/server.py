@@ -83,7 +83,8 @@ def listen_sockets(binds: Sequence[Bind]) -> list[socket.socket]:
 
 
 def build_app(settings: MesSettings) -> ASGIApp:
-    """The MES application with the real auth backend, its routes and security headers.
+    """The MES application with the real auth backend, its routes, the screens
+    (`mes.web`) and security headers.
 
     The database is brought to the current migration first (`mes.migrations.upgrade`), as
     the appliance's unit does before serving; on a migrated database it changes nothing."""
@@ -91,10 +92,11 @@ def build_app(settings: MesSettings) -> ASGIApp:
     from mes.auth.backend import SessionAuthBackend
     from mes.auth.headers import SecurityHeadersMiddleware
     from mes.migrations import upgrade
+    from mes.web import install as install_screens
 
     upgrade(settings.database_url)
     backend = SessionAuthBackend.from_settings(settings)
-    app = create_app(settings, auth=backend, extensions=[backend.install])
+    app = create_app(settings, auth=backend, extensions=[backend.install, install_screens])
     # Outermost, around Starlette's own error middleware: even a 500 gets the headers.
     return SecurityHeadersMiddleware(app)
 

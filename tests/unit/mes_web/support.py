@@ -137,9 +137,9 @@ def _credentials(web_rig: Web, keys: Keys, db: Session) -> None:
 def _production(plant: Plant) -> dict[str, int]:
     """A released three-step process for `widget` and `secret` (ITAR), work orders."""
     session = plant.session
+    label = action("scan_serial", "Unit serial", pattern=SERIAL_PATTERN, match_unit=True)
     body = content(
-        step("Label", action("scan_serial", "Unit serial", pattern=SERIAL_PATTERN,
-                             match_unit=True)),  # fmt: skip
+        step("Label", label),
         step("Measure", action("measure", "Bore diameter", min=12.3, max=12.5, unit="mm")),
         step("Finish", action("confirm", "Cover fitted")),
         title="Widget assembly",
@@ -177,7 +177,9 @@ def make_web(tmp_path: Path) -> tuple[Web, Engine]:
     backend = SessionAuthBackend(
         keys, state=None, notifier=Notifier(None, events.append), wall_clock=clock
     )
-    app = create_app(settings, auth=backend, engine=engine, extensions=[backend.install, web.install])
+    app = create_app(
+        settings, auth=backend, engine=engine, extensions=[backend.install, web.install]
+    )
     maker = anchored_sessions(engine, settings.audit_anchor)
     with maker() as db:
         plant = build_plant(db)
