@@ -3,7 +3,9 @@
     python -m bench                     everything: 10 / 1,000 / 10,000 / 50,000 hubs, 5 repetitions
     python -m bench --quick             up to 10,000 hubs, 1 repetition (for development)
     python -m bench --only apply        or throughput, memory, plan, policytest, ntp, gate, mes,
-                                        vpn, alerts (repeatable)
+                                        vpn, alerts, leaks (repeatable)
+    python -m bench --only leaks --leak-transitions 500 --leak-seed 7
+                                        the support tunnel's chaos loop, longer or replayed
     python -m bench --profile           also cProfile one load + compile + apply of the largest site
 
 Needs root (network namespaces). Results: the printed tables and bench/results/latest.json.
@@ -47,6 +49,7 @@ from bench import (
     throughput,
     vpn,
 )
+from bench import leaks as leaks_bench
 from bench import mes as mes_bench
 from bench.workdir import Sites
 from gateway.lab import netns
@@ -67,6 +70,7 @@ SECTIONS = (
     "mes",
     "vpn",
     "alerts",
+    "leaks",
 )
 
 
@@ -83,6 +87,7 @@ class Outcome:
     mes: mes_bench.MesRun | None = None
     vpn: vpn.VpnRun | None = None
     alerts: alerts_bench.AlertsRun | None = None
+    leaks: leaks_bench.LeaksRun | None = None
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -92,9 +97,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, help="repetitions (default 5; 1 with --quick)")
     parser.add_argument("--profile", action="store_true", help="cProfile the largest site")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument(
+        "--leak-transitions",
+        type=int,
+        help=f"chaos-loop transitions for `leaks` (default {leaks_bench.TRANSITIONS}; "
+        f"{leaks_bench.QUICK_TRANSITIONS} with --quick)",
+    )
+    parser.add_argument(
+        "--leak-seed", type=int, default=leaks_bench.SEED, help="the chaos loop's random seed"
+    )
     args = parser.parse_args(argv)
     if args.reps is not None and not 1 <= args.reps <= 50:
         parser.error("--reps must be between 1 and 50")
+    if args.leak_transitions is not None and not 1 <= args.leak_transitions <= 10_000:
+        parser.error("--leak-transitions must be between 1 and 10000")
     return args
 
 
@@ -122,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix=f"plantgate-bench-{prefix}-") as tmp:
             sites = Sites(Path(tmp), BASE_POLICY)
             _measure(outcome, sites, sections, sizes, reps, prefix, nft, args.profile, progress)
+            if "leaks" in sections:
+                transitions = args.leak_transitions or (
+                    leaks_bench.QUICK_TRANSITIONS if args.quick else leaks_bench.TRANSITIONS
+                )
+                outcome.leaks = leaks_bench.run(REPO, prefix, progress, transitions, args.leak_seed)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -224,6 +245,10 @@ def _print(console: Console, outcome: Outcome, runtime: float, output: Path) -> 
         console.print(mes_bench.table(outcome.mes))
     if outcome.alerts is not None:
         console.print(alerts_bench.table(outcome.alerts))
+    if outcome.leaks is not None:
+        console.print(report.leaks_table(outcome.leaks))
+        for line in report.leaks_lines(outcome.leaks):
+            console.print(f"  {line}", highlight=False, markup=False)
     goals = report.goal_lines(outcome.apply, outcome.traffic)
     if goals:
         console.print("[bold]Goals (DESIGN targets vs. this run's medians)[/]")
@@ -286,6 +311,7 @@ def to_record(
         "vpn": outcome.vpn.to_dict() if outcome.vpn is not None else None,
         "mes": outcome.mes.to_dict() if outcome.mes is not None else None,
         "alerts": outcome.alerts.to_dict() if outcome.alerts is not None else None,
+        "leaks": outcome.leaks.to_dict() if outcome.leaks is not None else None,
         "goals": report.goal_lines(outcome.apply, traffic),
         "reference_not_measured_here": reference.to_dict(),
     }

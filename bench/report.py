@@ -12,6 +12,7 @@ from rich.table import Table
 from bench import reference
 from bench.apply import ApplyResult
 from bench.gate import GateRun
+from bench.leaks import LeaksRun
 from bench.memory import MemoryResult
 from bench.ntp import Burst, NtpRun
 from bench.plan import PlanResult
@@ -282,6 +283,52 @@ def vpn_table(run: VpnRun) -> Table:
     for r in run.results:
         table.add_row(r.label, spread(r.call), spread(r.handshake), spread(r.connection))
     return table
+
+
+def leaks_table(run: LeaksRun) -> Table:
+    """The chaos loop: each kind of transition, how often it came and what it took."""
+    table = Table(
+        title=f"Support tunnel leaks: chaos loop of {run.transitions} random transitions "
+        f"(seed {run.seed}), probes after each; transition times (median, min–max below)",
+        title_justify="left",
+    )
+    for header in ("transition", "count", "transition\ntakes"):
+        table.add_column(header, justify="left" if header == "transition" else "right")
+    for action in run.actions:
+        table.add_row(action.action, str(action.count), spread(action.seconds))
+    table.add_row(
+        "a whole step (transition, probe burst, control)",
+        str(run.transitions),
+        spread(run.per_transition),
+    )
+    return table
+
+
+def leaks_lines(run: LeaksRun) -> list[str]:
+    """Absolute figures of the chaos loop: leaks and forbidden answers (goal 0 each), the
+    positive control (must be > 0 everywhere), and what the captures saw."""
+
+    def per_point(counts: dict[str, int]) -> str:
+        return ", ".join(f"{point} {count:,}" for point, count in counts.items())
+
+    control_ok = all(run.control_hits.values()) and all(run.control_first.values())
+    lines = [
+        f"leaked packets: {run.leaked_packets} (goal 0: "
+        f"{'met' if run.leaked_packets == 0 else 'MISSED'})",
+        f"forbidden connections answered: {run.forbidden_answered} (goal 0: "
+        f"{'met' if run.forbidden_answered == 0 else 'MISSED'})",
+        f"positive control seen: {per_point(run.control_hits)} "
+        f"({'every capture' if control_ok else 'MISSING on a capture: the loop was blind there'})",
+        f"granted ssh (alice -> hub1 while the gate was open): {run.granted_answered} of "
+        f"{run.granted} connected; the tunnel was up (a live handshake at both ends) before "
+        f"{run.tunnel_up_steps} of {run.transitions} transitions",
+        f"packets captured: {per_point(run.packets)}; capture drops: {per_point(run.drops)}",
+        f"loop: {seconds(run.loop_seconds)} for {run.transitions} transitions",
+    ]
+    lines += [f"leak: {reason} x{count}" for reason, count in run.leaks_by_reason.items()]
+    lines += [f"  {example}" for example in run.leak_examples]
+    lines += [f"forbidden answered: {example}" for example in run.breach_examples]
+    return lines
 
 
 def goal_lines(apply: Sequence[ApplyResult], traffic: TrafficRun | None) -> list[str]:

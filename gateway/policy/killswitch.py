@@ -8,10 +8,16 @@ tunnel is up, down, or its WireGuard process was killed:
 * nothing addressed to them leaves by any other interface, not even an established reply
   (output and forward, before conntrack): when the tunnel drops, its routes go and the
   default route would otherwise carry support traffic out to the plant network;
+* the appliance sends nothing *from* them by any other interface (output, before
+  conntrack): a process bound to the appliance's tunnel address and talking to a service
+  the policy allows (the resolver, say) would otherwise put that address on the plant
+  network and the internet, whose replies the concentrator routes back into the tunnel;
 * nothing is forwarded into the tunnel or toward the concentrator (new flows);
 * no IPv6 on the support path unless `support_vpn.ipv6`;
 * `mode: disabled`: no traffic on the tunnel interface at all, and nothing to the
-  concentrator, established or not;
+  concentrator, established or not: nothing to its addresses in the endpoint set, and
+  (since the set may lose the address while the tunnel's flow lives on) nothing from the
+  appliance to its WireGuard port, nor into the appliance from that port, anywhere;
 * `mode: gated`: a TCP or UDP flow of a staff address on the tunnel lives only as long as
   the gate holds a grant for it (`grant_guard`), so a gate that expires in the kernel ends
   its open sessions too, with no PlantGate process alive.
@@ -94,12 +100,25 @@ class KillSwitch:
                 chain.add(f'oifname "{tunnel}" counter drop', origin)
                 for version, name in self._concentrator_sets():
                     chain.add(f"{IP[version]} daddr @{name} counter drop", origin)
+            # The endpoint set may have lost the concentrator's address (its pin and TTL ran
+            # out, DNS moved) while the tunnel's flow is still established: a WireGuard left
+            # running (plantgated killed) keeps sending, and the concentrator keeps sending to
+            # a closed port, which the appliance would answer with ICMP errors. The port says
+            # it is the tunnel either way. Found by the leak test (tests/kernel/test_vpn_leaks.py,
+            # bench/leaks.py).
+            if hook == "output":
+                chain.add(f"udp dport {support.port} counter drop", origin)
+            if hook == "input":
+                chain.add(f"udp sport {support.port} counter drop", origin)
         if hook in ("output", "forward"):
             for version in self.versions:
                 # `lo`: the appliance may still reach its own tunnel address
                 others = f'{{ "{tunnel}", "lo" }}'
                 match = f"{IP[version]} daddr @{inner_set(version)}"
                 chain.add(f"{match} oifname != {others} counter drop", origin)
+                if hook == "output":  # found by the leak test (tests/kernel/test_vpn_leaks.py)
+                    source = f"{IP[version]} saddr @{inner_set(version)}"
+                    chain.add(f"{source} oifname != {others} counter drop", origin)
         if not support.ipv6:
             if hook in ("input", "forward"):
                 chain.add(f'iifname "{tunnel}" meta nfproto ipv6 counter drop', origin)
