@@ -17,6 +17,7 @@ from gateway.policy import cli_explain, cli_plan, cli_revisions
 from gateway.policy.cli import policy_app
 from gateway.vpn.cli_gate import gate_app
 from gateway.vpn.cli_vpn import vpn_app
+from gateway.watch.cli import baseline_app
 from mes import cli_serve
 from mes.cli_audit import mes_app
 
@@ -36,6 +37,7 @@ app.add_typer(gate_app, name="gate")
 app.add_typer(vpn_app, name="vpn")
 app.add_typer(ntp_app, name="ntp")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(baseline_app, name="baseline")
 cli_serve.register(mes_app)
 app.add_typer(mes_app, name="mes")
 

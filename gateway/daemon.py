@@ -7,8 +7,9 @@ beside the policy: chronyd for the loaded revision's `time` section, and its mon
 support tunnel (`gateway.vpn.tunnel`) follows the revision's `support_vpn` section the same
 way; the support gate's upkeep, its local admin API and the record of support connections
 run beside it (`gateway.vpn`), and so does the alert pipeline with its spool, sinks and feed
-(`gateway.alerts`). Each of those is supervised: if one fails it is logged and started
-again, and it never takes plantgated down with it.
+(`gateway.alerts`), fed by the traffic watcher (`gateway.watch`: NFLOG, conntrack, links
+and this bus through the detectors). Each of those is supervised: if one fails it is logged
+and started again, and it never takes plantgated down with it.
 
 Exit codes: 0 stopped by a signal, 1 the kernel refused the policy or nothing could be
 loaded, 2 the policy is invalid. In the failure cases the ruleset already in the kernel
@@ -47,6 +48,7 @@ from gateway.vpn.connections import (
 )
 from gateway.vpn.gateservice import GateService, bus_publisher, gate_upkeep
 from gateway.vpn.tunnel import TunnelService
+from gateway.watch.service import WatchService
 
 log = logging.getLogger("plantgated")
 
@@ -76,12 +78,13 @@ class Daemon:
         self.components: list[asyncio.Task[None]] = []
 
     def _start_components(self) -> None:
-        """The gate and the alert pipeline, each under `_supervise`."""
+        """The gate, the alert pipeline and the traffic watcher, each under `_supervise`."""
         publish = bus_publisher(self.bus, asyncio.get_running_loop())
         gates = GateService(self.state, publish=publish, source="plantgated")
         with contextlib.suppress(OSError):  # byte counts for support.connection records
             enable_accounting()
         alerts = AlertService(self.state, default_observer(self._site()))
+        watch = WatchService(self.state, self.bus, alerts.pipeline)
         runners: dict[str, Callable[[asyncio.Event], Awaitable[None]]] = {
             "gate admin API": lambda stop: serve_admin_api(self.state, stop, publish=publish),
             "gate upkeep": lambda stop: gate_upkeep(gates, stop),
@@ -89,6 +92,7 @@ class Daemon:
                 state_directory(self.state), record_connection(self.state, publish), stop
             ),
             "alert pipeline": alerts.run,
+            "traffic watcher": watch.run,
         }
         for name, run in runners.items():
             self.components.append(asyncio.create_task(self._supervise(name, run)))

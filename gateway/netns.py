@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from pyroute2 import netns as pr_netns
-
 NETNS_DIR = Path("/run/netns")
 
 P = ParamSpec("P")
@@ -39,6 +37,8 @@ def namespace_path(name: str) -> Path:
 
 def _enter(fd: int, name: str) -> None:
     """setns(2) the calling thread into the namespace open at `fd`."""
+    from pyroute2 import netns as pr_netns  # here: pyroute2 costs ~0.2 s to import
+
     try:
         pr_netns.setns(fd, flags=0)
     except OSError as exc:

@@ -136,8 +136,10 @@ class AlertPipeline:
         with self._losses.lock:
             self._losses.events[source] = self._losses.events.get(source, 0) + count
 
-    def count_event(self, source: str) -> None:
-        self.metrics.events_in.labels(source=source).inc()
+    def count_event(self, source: str, n: int = 1) -> None:
+        """`n` events came in from `source` (the watcher counts per batch, not per event)."""
+        if n > 0:
+            self.metrics.events_in.labels(source=source).inc(n)
 
     # ------------------------------------------------------------------ running
 

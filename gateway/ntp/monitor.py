@@ -26,10 +26,12 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.events import Event
-from gateway.policy.model import TimeService
+
+if TYPE_CHECKING:  # only for annotations: the watcher's NTP detector imports this module,
+    from gateway.policy.model import TimeService  # and the policy model imports the detectors
 
 SOURCE = "ntp"
 LOCAL_REFID = 0x7F7F0101  # 127.127.1.1: chrony's local reference

@@ -346,6 +346,8 @@ class _Builder:
             if hook == "output" and watching:
                 watchlog.dns_ntp_rules(base, defaults)
             kill_switch.before_conntrack(base, hook)
+            if hook != "output" and watching:
+                watchlog.tls_sample_rule(base, self.policy)
             base.add("ct state established,related accept")
             base.add("ct state invalid counter drop", note="invalid packets")
             if hook != "forward":
@@ -365,14 +367,10 @@ class _Builder:
                 base.add(f"jump {classifier}")
             else:  # nothing is allowed in this direction: no classification needed
                 del self.table.chains[classifier]
-            if defaults.log_drops:
-                base.add(
-                    f"limit rate {defaults.log_rate} burst {defaults.log_burst} packets "
-                    f'log prefix "pg drop {hook}: " group {defaults.log_group} '
-                    f"snaplen {defaults.log_snaplen}"
-                )
             verdict = getattr(defaults, hook)
             final = "reject with icmpx admin-prohibited" if verdict == "reject" else "drop"
+            if defaults.log_drops:
+                watchlog.drop_log_rules(self.table, base, hook, defaults, final)
             base.add(f"counter {final}", note=f"default: {verdict} everything else")
 
     def _prerouting(self, kill_switch: KillSwitch) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from gateway.policy.derive import derive
+from gateway.policy.detection import Detection
 from gateway.policy.errors import PolicyError, Position, Problem, did_you_mean, quoted_list
 from gateway.policy.model import (
     NAME_PATTERN,
@@ -76,6 +77,7 @@ class Parts:
     defaults: Defaults | None = None
     time: TimeService | None = None
     support_vpn: SupportVpn | None = None
+    detection: Detection | None = None
     declared: dict[str, set[str]] = field(default_factory=dict)
 
     def names(self, section: str) -> set[str]:
@@ -181,6 +183,8 @@ def _validate_single(source: Source, key: str, value: Any, parts: Parts) -> list
         parts.time = valid
     elif key == "support_vpn":
         parts.support_vpn = valid
+    elif key == "detection":
+        parts.detection = valid
     return []
 
 

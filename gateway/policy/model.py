@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from gateway.policy.addresses import parse_net
+from gateway.policy.detection import Detection
 from gateway.policy.errors import did_you_mean
 from gateway.policy.source import describe_kind
 
@@ -395,8 +396,17 @@ class Defaults(_Strict):
         default=True, description="Send dropped packets (rate-limited) to NFLOG for the watcher."
     )
     log_group: int = Field(default=1, ge=0, le=65535, description="NFLOG group for drops.")
-    log_rate: Rate = "10/second"
+    log_rate: Rate = Field(
+        default="10/second",
+        description="Drops logged beyond the first of each flow (ICMP, repeats after the "
+        "first tier is spent).",
+    )
     log_burst: int = Field(default=20, ge=1, le=100_000)
+    log_first_rate: Rate = Field(
+        default="1000/second",
+        description="First drops of distinct TCP/UDP (source, destination, port) tuples "
+        "logged: each tuple once a minute, so the watcher counts scans exactly.",
+    )
     log_snaplen: int = Field(default=128, ge=0, le=65535, description="Bytes of packet logged.")
     watch_logging: bool = Field(
         default=True,
@@ -439,6 +449,11 @@ class Policy(_Strict):
     support_vpn: SupportVpn | None = Field(default=None, description="The support tunnel.")
     rules: list[Rule]
     defaults: Defaults = Field(default_factory=Defaults)
+    detection: Detection = Field(
+        default_factory=Detection,
+        description="The traffic watcher: learning or protecting, and each detector's "
+        "thresholds (every key optional).",
+    )
 
 
 # Top-level sections in file order, with the type each one validates against. The loader

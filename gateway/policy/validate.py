@@ -21,6 +21,7 @@ from gateway.policy.derive import (
     TIME_UPSTREAM,
     access_rule_names,
 )
+from gateway.policy.detection import check_detection
 from gateway.policy.errors import Problem, undefined
 from gateway.policy.load import Parts
 from gateway.policy.model import ANY, RESERVED_NAMES, SELF, Endpoint, Rule, Zone
@@ -43,6 +44,7 @@ def check_semantics(parts: Parts, source: Source) -> list[Problem]:
         *_check_reserved(parts, source),
         *_check_time(parts, source),
         *check_support(parts, source),
+        *check_detection(parts, source),
     ]
 
 

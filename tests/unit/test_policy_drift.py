@@ -60,7 +60,9 @@ def test_dynamic_sets_are_the_fqdn_and_gate_sets() -> None:
         "gate_support_v4",
         "gate_support_v6",
     }  # fmt: skip
-    assert dynamic_sets_of(LAB_TEXT, "lab.yaml") == frozenset(DYNAMIC)
+    # and the drop log's first-drop memory, a meter the packet path fills (watchlog.py)
+    meters = {"watch_drops_v4", "watch_drops_v6"}
+    assert dynamic_sets_of(LAB_TEXT, "lab.yaml") == frozenset(DYNAMIC) | meters
 
 
 def test_normalize_drops_counters_handles_and_countdowns() -> None:

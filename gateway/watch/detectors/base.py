@@ -22,16 +22,19 @@ from gateway.alerts.record import Trigger
 from gateway.events import Event
 from gateway.watch.sources.nflog import DecodedPacket
 
-PacketKind = Literal["drop", "new", "dns", "ntp", "arp"]
+PacketKind = Literal["drop", "new", "accept", "dns", "ntp", "arp", "tls"]
 
 
 @dataclass(frozen=True)
 class PacketEvent:
     """One packet the ruleset logged to the watcher (prefix `pg <kind> ...: `).
 
-    `rule` is the policy rule named in a `pg new <rule>: ` prefix, `hook` the hook named in
-    `pg drop <hook>: `. `payload` is the copied packet from the IP header on (for ARP, the
-    ARP message); `mac` the sender's hardware address when the kernel gave one.
+    `rule` is the policy rule named in a `pg new <rule>: ` (a sample of new accepted
+    connections) or `pg accept <rule>: ` (every connection of a rule with `log: true`)
+    prefix, `hook` the hook named in `pg drop <hook>: `. Kind `tls` is a sample of the
+    first client packets of connections to the TLS ports (`pg tls: `). `payload` is the
+    copied packet from the IP header on (for ARP, the ARP message); `mac` the sender's
+    hardware address when the kernel gave one.
     """
 
     ts: float

@@ -46,7 +46,6 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Final, Self, TypedDict
@@ -95,6 +94,7 @@ NFULA_MARK: Final = 2
 NFULA_TIMESTAMP: Final = 3
 NFULA_IFINDEX_INDEV: Final = 4
 NFULA_IFINDEX_OUTDEV: Final = 5
+NFULA_HWADDR: Final = 8
 NFULA_PAYLOAD: Final = 9
 NFULA_PREFIX: Final = 10
 NFULA_UID: Final = 11
@@ -120,6 +120,7 @@ _BE32 = struct.Struct("!I")
 _PACKET_HDR = struct.Struct("!HBx")  # hw_protocol, hook, pad
 _TIMESTAMP = struct.Struct("!QQ")  # sec, usec
 _CFG_MODE = struct.Struct("!IBx")  # copy_range, copy_mode, pad
+_HWADDR = struct.Struct("!H2x8s")  # nfulnl_msg_packet_hw: hw_addrlen, pad, hw_addr[8]
 
 _SO_RCVBUFFORCE: Final = 33
 _RECV_BUFSIZE: Final = 256 * 1024  # > any single nfnetlink_log skb (64 KiB copy + attributes)
@@ -200,7 +201,16 @@ def proto_name(num: int) -> str:
 
 def tcp_flags_text(flags: int) -> str:
     """TCP flag bits as letters in bit order: 0x02 -> "S", 0x12 -> "SA", 0x11 -> "FA"."""
+    return _FLAG_TEXT[flags & 0x1FF]
+
+
+def _flag_text(flags: int) -> str:
     return "".join(c for i, c in enumerate(_TCP_FLAG_LETTERS) if flags >> i & 1)
+
+
+# Every 9-bit flag combination, precomputed: decoding runs once per logged packet.
+_FLAG_TEXT: Final = tuple(_flag_text(bits) for bits in range(512))
+_PORTS = struct.Struct("!HH")
 
 
 def decode_ip(payload: bytes) -> DecodedPacket | None:
@@ -220,51 +230,104 @@ def decode_ip(payload: bytes) -> DecodedPacket | None:
 
 
 def _decode_ipv4(b: bytes) -> DecodedPacket:
+    # The watcher decodes every logged packet: one constructor call, addresses through
+    # inet_ntoa (C), no intermediate records.
     if len(b) < 20:
         return DecodedPacket(version=4, truncated=True)
     ihl = (b[0] & 0x0F) * 4
     (total_len,) = _BE16.unpack_from(b, 2)
     (frag_field,) = _BE16.unpack_from(b, 6)
     frag_offset = frag_field & 0x1FFF
-    more_fragments = bool(frag_field & 0x2000)
-    header = DecodedPacket(
+    fragment = bool(frag_field & 0x2000) or frag_offset != 0
+    proto = b[9]
+    src, dst = socket.inet_ntoa(b[12:16]), socket.inet_ntoa(b[16:20])
+    name = _PROTO_NAMES.get(proto) or str(proto)
+    bad_header = ihl < 20 or len(b) < ihl or 0 < total_len < ihl
+    if bad_header or frag_offset != 0:  # a later fragment has no L4 header here
+        return DecodedPacket(
+            version=4,
+            src=src,
+            dst=dst,
+            proto=name,
+            proto_num=proto,
+            ttl=b[8],
+            length=total_len,
+            fragment=fragment,
+            truncated=bad_header,
+        )
+    end = total_len if ihl <= total_len <= len(b) else len(b)  # total_len 0: BIG TCP / TSO
+    sport, dport, flags, icmp_type, icmp_code, truncated = _l4_fields(proto, b, ihl, end)
+    return DecodedPacket(
         version=4,
-        src=str(ipaddress.IPv4Address(b[12:16])),
-        dst=str(ipaddress.IPv4Address(b[16:20])),
-        proto=proto_name(b[9]),
-        proto_num=b[9],
+        src=src,
+        dst=dst,
+        proto=name,
+        proto_num=proto,
         ttl=b[8],
         length=total_len,
-        fragment=more_fragments or frag_offset != 0,
+        sport=sport,
+        dport=dport,
+        tcp_flags=flags,
+        icmp_type=icmp_type,
+        icmp_code=icmp_code,
+        fragment=fragment,
+        truncated=truncated,
     )
-    if ihl < 20 or len(b) < ihl or 0 < total_len < ihl:
-        return replace(header, truncated=True)
-    if frag_offset != 0:
-        return header  # a later fragment: no L4 header here
-    end = total_len if ihl <= total_len <= len(b) else len(b)  # total_len 0: BIG TCP / TSO
-    return _with_l4(header, b[ihl:end])
+
+
+_L4 = tuple[int | None, int | None, str | None, int | None, int | None, bool]
+
+
+def _l4_fields(proto: int, b: bytes, start: int, end: int) -> _L4:
+    """(sport, dport, tcp flags, icmp type, icmp code, truncated) of the L4 header in
+    ``b[start:end]``; all None and not truncated for a protocol without one decoded here."""
+    size = end - start
+    if proto == _IPPROTO_TCP:
+        sport, dport = _PORTS.unpack_from(b, start) if size >= 4 else (None, None)
+        flags = _FLAG_TEXT[((b[start + 12] & 0x01) << 8) | b[start + 13]] if size >= 14 else None
+        data_offset = (b[start + 12] >> 4) * 4 if size >= 13 else 0
+        return sport, dport, flags, None, None, size < 20 or data_offset < 20
+    if proto == _IPPROTO_UDP:
+        sport, dport = _PORTS.unpack_from(b, start) if size >= 4 else (None, None)
+        return sport, dport, None, None, None, size < 8
+    if proto in _ICMP_PROTOS:
+        icmp_type = b[start] if size >= 1 else None
+        icmp_code = b[start + 1] if size >= 2 else None
+        return None, None, None, icmp_type, icmp_code, size < 4
+    return None, None, None, None, None, False
 
 
 def _decode_ipv6(b: bytes) -> DecodedPacket:
     if len(b) < 40:
         return DecodedPacket(version=6, truncated=True)
     (payload_len,) = _BE16.unpack_from(b, 4)
+    next_header, offset, fragment, later_fragment, complete = _walk_ipv6_extensions(b, b[6])
     header = DecodedPacket(
         version=6,
         src=str(ipaddress.IPv6Address(b[8:24])),
         dst=str(ipaddress.IPv6Address(b[24:40])),
         ttl=b[7],
         length=40 + payload_len,
-    )
-    next_header, offset, fragment, later_fragment, complete = _walk_ipv6_extensions(b, b[6])
-    header = replace(
-        header, proto=proto_name(next_header), proto_num=next_header, fragment=fragment
+        proto=proto_name(next_header),
+        proto_num=next_header,
+        fragment=fragment,
     )
     if not complete:
         return replace(header, truncated=True)
     if later_fragment:
         return header
-    return _with_l4(header, b[offset:])
+    sport, dport, flags, icmp_type, icmp_code, truncated = _l4_fields(
+        next_header, b, offset, len(b)
+    )
+    return replace(
+        header,
+        sport=sport,
+        dport=dport,
+        tcp_flags=flags,
+        icmp_type=icmp_type,
+        icmp_code=icmp_code,
+        truncated=truncated,
+    )
 
 
 def _walk_ipv6_extensions(b: bytes, next_header: int) -> tuple[int, int, bool, bool, bool]:
@@ -291,43 +354,6 @@ def _walk_ipv6_extensions(b: bytes, next_header: int) -> tuple[int, int, bool, b
     return next_header, offset, fragment, False, True
 
 
-def _with_l4(header: DecodedPacket, l4: bytes) -> DecodedPacket:
-    proto = header.proto_num
-    if proto == _IPPROTO_TCP:
-        return _decode_tcp(header, l4)
-    if proto == _IPPROTO_UDP:
-        return _decode_udp(header, l4)
-    if proto in _ICMP_PROTOS:
-        return _decode_icmp(header, l4)
-    return header
-
-
-def _ports(l4: bytes) -> tuple[int | None, int | None]:
-    if len(l4) < 4:
-        return None, None
-    sport, dport = struct.unpack_from("!HH", l4, 0)
-    return sport, dport
-
-
-def _decode_tcp(header: DecodedPacket, l4: bytes) -> DecodedPacket:
-    sport, dport = _ports(l4)
-    flags = tcp_flags_text(((l4[12] & 0x01) << 8) | l4[13]) if len(l4) >= 14 else None
-    data_offset = (l4[12] >> 4) * 4 if len(l4) >= 13 else 0
-    truncated = len(l4) < 20 or data_offset < 20
-    return replace(header, sport=sport, dport=dport, tcp_flags=flags, truncated=truncated)
-
-
-def _decode_udp(header: DecodedPacket, l4: bytes) -> DecodedPacket:
-    sport, dport = _ports(l4)
-    return replace(header, sport=sport, dport=dport, truncated=len(l4) < 8)
-
-
-def _decode_icmp(header: DecodedPacket, l4: bytes) -> DecodedPacket:
-    icmp_type = l4[0] if len(l4) >= 1 else None
-    icmp_code = l4[1] if len(l4) >= 2 else None
-    return replace(header, icmp_type=icmp_type, icmp_code=icmp_code, truncated=len(l4) < 4)
-
-
 # --- pure: netlink message parsing and building ----------------------------------------
 
 
@@ -340,6 +366,8 @@ class NflogPacket:
     carried one (received packets are stamped only while some socket on the host has asked
     for receive timestamps);
     ``uid``/``gid`` are present for locally generated packets with a socket owner.
+    ``hwaddr`` is the link-layer source address (``aa:bb:..``) of a received packet, when
+    the kernel has one (Ethernet; not on a tunnel or for locally generated packets).
     ``family`` is the nfgenmsg family (2 = IPv4, 10 = IPv6, 7 = bridge, ...).
     """
 
@@ -355,6 +383,7 @@ class NflogPacket:
     payload: bytes = b""
     uid: int | None = None
     gid: int | None = None
+    hwaddr: str | None = None
 
     @property
     def decoded(self) -> DecodedPacket | None:
@@ -394,22 +423,7 @@ class _PacketFields(TypedDict, total=False):
     payload: bytes
     uid: int
     gid: int
-
-
-def _iter_attrs(data: bytes, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """Yield (type, value) for the netlink attributes in ``data[start:end]``.
-
-    The NLA_F_NESTED/NLA_F_NET_BYTEORDER bits are masked off the type; attributes are
-    4-byte aligned (1-3 trailing pad bytes are tolerated). Raises _Malformed when an
-    attribute's length is impossible.
-    """
-    offset = start
-    while offset + _NLATTR.size <= end:
-        length, atype = _NLATTR.unpack_from(data, offset)
-        if length < _NLATTR.size or offset + length > end:
-            raise _Malformed(f"attribute length {length} at offset {offset}")
-        yield atype & NLA_TYPE_MASK, data[offset + _NLATTR.size : offset + length]
-        offset += _align4(length)
+    hwaddr: str
 
 
 def _u32(value: bytes) -> int:
@@ -440,6 +454,12 @@ def _apply_attr(fields: _PacketFields, atype: int, value: bytes) -> None:
         fields["indev"] = _u32(value)
     elif atype == NFULA_IFINDEX_OUTDEV:
         fields["outdev"] = _u32(value)
+    elif atype == NFULA_HWADDR:
+        if len(value) < _HWADDR.size:
+            raise _Malformed("short hardware address")
+        hw_len, address = _HWADDR.unpack_from(value)
+        if 0 < hw_len <= len(address):
+            fields["hwaddr"] = address[:hw_len].hex(":")
     elif atype == NFULA_UID:
         fields["uid"] = _u32(value)
     elif atype == NFULA_GID:
@@ -447,12 +467,28 @@ def _apply_attr(fields: _PacketFields, atype: int, value: bytes) -> None:
 
 
 def _parse_packet(data: bytes, start: int, end: int) -> NflogPacket:
+    # The attribute walk is inlined, the common attributes first: this runs once per
+    # logged packet, and a generator plus a call per attribute cost more than the decoding.
+    # Attributes are 4-byte aligned; NLA_F_NESTED/NLA_F_NET_BYTEORDER are masked off.
     if end - start < _NFGENMSG.size:
         raise _Malformed("no nfgenmsg header")
     family, _version, group = _NFGENMSG.unpack_from(data, start)
     fields = _PacketFields()
-    for atype, value in _iter_attrs(data, start + _NFGENMSG.size, end):
-        _apply_attr(fields, atype, value)
+    offset = start + _NFGENMSG.size
+    unpack_attr = _NLATTR.unpack_from
+    while offset + 4 <= end:
+        length, atype = unpack_attr(data, offset)
+        if length < 4 or offset + length > end:
+            raise _Malformed(f"attribute length {length} at offset {offset}")
+        atype &= NLA_TYPE_MASK
+        if atype == NFULA_PAYLOAD:
+            fields["payload"] = data[offset + 4 : offset + length]
+        elif atype == NFULA_PREFIX:
+            raw = data[offset + 4 : offset + length]
+            fields["prefix"] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        else:
+            _apply_attr(fields, atype, data[offset + 4 : offset + length])
+        offset += (length + 3) & ~3
     return NflogPacket(group=group, family=family, **fields)
 
 

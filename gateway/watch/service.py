@@ -1,0 +1,345 @@
+"""The traffic watcher as plantgated runs it: sources -> engine -> the alert pipeline.
+
+    WatchService(state, bus, pipeline).run(stop)
+
+* **Sources**, all in plantgated's own network namespace: the NFLOG groups the applied
+  policy logs to (`defaults.log_group` drops, `defaults.watch_group` samples), conntrack
+  flow starts and ends, link state, and the daemon's event bus (which also carries what
+  other processes send to `events.sock`). The conntrack table's fill is sampled every
+  `TABLE_EVERY_S`. Each source's losses (socket overruns, the kernel's drop counters, a full
+  engine queue) go to `pipeline.report_lost`, which raises `PG-HEALTH-EVENTS-LOST`.
+* **Policy**: detectors and the site view are built from the current revision's policy
+  (its `detection` section, zones, endpoints, support staff) and rebuilt when the revision
+  changes; the baseline survives a rebuild (it is on disk and in `Learned`).
+* **Baseline**: saved every `SAVE_EVERY_S` when it changed, and on stop; a reset or freeze
+  by the CLI (a newer generation on disk) is taken over within a second. The observer's
+  mode on every alert follows it (learning/protecting).
+* NFLOG groups are configured to flush every 0.1 s (not the kernel's 1 s), so a packet
+  reaches a detector within about 0.1 s plus the engine's queue.
+
+The service's state lives in `<state>/watch/`. Nothing here touches the ruleset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.alerts.pipeline import AlertPipeline
+from gateway.events import Bus, Event
+from gateway.policy.model import Policy
+from gateway.watch.baseline import Baseline, BaselineStore, Learned, adopt
+from gateway.watch.detectors.base import ComponentEvent, TableEvent, WatchEvent
+from gateway.watch.engine import Engine
+from gateway.watch.registry import build_detectors
+from gateway.watch.site import GateGrants, PolicySite
+from gateway.watch.sources.conntrack import ConntrackReader, netlink_drops, table_fill
+from gateway.watch.sources.links import LinkWatch
+from gateway.watch.sources.nflog import NflogReader
+from gateway.watch.sources.packets import Interfaces, to_event
+
+log = logging.getLogger(__name__)
+TABLE_EVERY_S = 5.0
+SAVE_EVERY_S = 60.0
+UPKEEP_S = 1.0
+NFLOG_FLUSH_S = 0.1
+NFLOG_QTHRESHOLD = 64
+
+
+def current_policy(state: Path) -> Callable[[], Policy | None]:
+    """The current revision's policy (with the VPN override), or None before any apply."""
+    from gateway.vpn.gateservice import PolicyReader
+    from gateway.vpn.targets import GateError
+
+    reader = PolicyReader(state)
+
+    def read() -> Policy | None:
+        try:
+            return reader()
+        except GateError:
+            return None
+
+    return read
+
+
+class WatchService:
+    """One watcher per plantgated; `run` may be called again after it returns or fails."""
+
+    def __init__(
+        self,
+        state: Path,
+        bus: Bus,
+        pipeline: AlertPipeline,
+        *,
+        policy: Callable[[], Policy | None] | None = None,
+        netns: str | None = None,
+    ) -> None:
+        self.state = state
+        self.pipeline = pipeline
+        self.policy = policy or current_policy(state)
+        self.netns = netns
+        self.store = BaselineStore(state)
+        self.grants = GateGrants(state)
+        self.engine: Engine | None = None
+        self.learned: Learned | None = None
+        self._stamp: int | None = None
+        self._local: list[str] = []
+        bus.subscribe(self._on_bus)  # once: run() may be restarted by the supervisor
+
+    # -- the bus --
+
+    def _on_bus(self, event: Event) -> None:
+        if event.kind.startswith("gate."):
+            self.grants.invalidate()
+        engine = self.engine
+        if engine is not None:
+            engine.offer("bus", ComponentEvent(event.ts.timestamp(), event))
+
+    # -- running --
+
+    async def run(self, stop: asyncio.Event) -> None:
+        policy = await self._wait_for_policy(stop)
+        if policy is None:
+            return
+        with contextlib.suppress(OSError):
+            _enable_accounting(self.netns)
+        baseline = self.store.load()
+        self._stamp = self.store.stamp()
+        detection = policy.detection
+        self.learned = Learned(baseline, detection.mode, detection.learning_s)
+        engine = self._build(policy)
+        readers = self._open_nflog(policy)
+        conntrack = ConntrackReader(netns=self.netns)
+        interfaces = Interfaces()
+        loop = asyncio.get_running_loop()
+        for source, reader in readers.items():
+            loop.add_reader(reader.fileno(), self._read_nflog, source, reader, interfaces)
+        loop.add_reader(conntrack.fileno(), self._read_conntrack, conntrack)
+        links = LinkWatch(self._offer_link, self._set_local, time.time, netns=self.netns)
+        tasks = [
+            asyncio.create_task(self._engine_loop(stop)),
+            asyncio.create_task(links.run(stop)),
+            asyncio.create_task(self._upkeep(stop, policy, readers, conntrack, interfaces)),
+        ]
+        log.info(
+            "traffic watcher running: %d detectors, mode %s",
+            len(engine.detectors),
+            self.learned.mode(time.time()),
+        )
+        try:
+            await stop.wait()
+        finally:
+            for reader in readers.values():
+                loop.remove_reader(reader.fileno())
+            loop.remove_reader(conntrack.fileno())
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for reader in readers.values():
+                reader.close()
+            conntrack.close()
+            self._save()
+            self.engine = None
+
+    async def _wait_for_policy(self, stop: asyncio.Event) -> Policy | None:
+        while not stop.is_set():
+            policy = self.policy()
+            if policy is not None:
+                return policy
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2.0)
+        return None
+
+    def _set_local(self, addresses: list[str]) -> None:
+        self._local = addresses
+        engine = self.engine
+        if engine is not None and isinstance(engine.site, PolicySite):
+            engine.site.set_local(addresses)
+
+    def _build(self, policy: Policy) -> Engine:
+        assert self.learned is not None
+        site = PolicySite(policy, self._local, grants=self.grants)
+        detection = policy.detection
+        self.learned.configured = detection.mode
+        self.learned.learning_s = detection.learning_s
+        previous = self.engine
+        engine = Engine(
+            build_detectors(detection, self.learned),
+            site,
+            self.pipeline.submit,
+            count=self.pipeline.count_event,
+            lost=self.pipeline.report_lost,
+        )
+        if previous is not None:
+            engine.stats = previous.stats  # counts stay continuous across a policy change
+        self.engine = engine
+        self._set_mode()
+        return engine
+
+    async def _engine_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():  # the engine is swapped on a policy change
+            engine = self.engine
+            if engine is None:
+                return
+            inner = asyncio.Event()
+            runner = asyncio.create_task(engine.run(inner))
+            while not stop.is_set() and self.engine is engine:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+            inner.set()
+            await runner
+
+    def _open_nflog(self, policy: Policy) -> dict[str, NflogReader]:
+        defaults = policy.defaults
+        groups = {"nflog-drop": defaults.log_group, "nflog-watch": defaults.watch_group}
+        snaplen = max(defaults.log_snaplen, defaults.watch_snaplen, 128)
+        readers: dict[str, NflogReader] = {}
+        try:
+            for source, group in groups.items():
+                if group in (r.group for r in readers.values()):
+                    continue
+                readers[source] = NflogReader(
+                    group,
+                    snaplen=snaplen,
+                    rcvbuf=16 * 1024 * 1024,
+                    netns=self.netns,
+                    qthreshold=NFLOG_QTHRESHOLD,
+                    flush_timeout=NFLOG_FLUSH_S,
+                )
+        except BaseException:
+            for reader in readers.values():
+                reader.close()
+            raise
+        return readers
+
+    def _read_nflog(self, source: str, reader: NflogReader, interfaces: Interfaces) -> None:
+        engine = self.engine
+        now = time.time()
+        for packet in reader.read(0):
+            event = to_event(packet, interfaces.name, now)
+            if event is not None and engine is not None:
+                engine.offer(source, event)
+
+    def _read_conntrack(self, reader: ConntrackReader) -> None:
+        engine = self.engine
+        for event in reader.read(time.time()):
+            if engine is not None:
+                engine.offer("conntrack", event)
+
+    def _offer_link(self, event: WatchEvent) -> None:
+        if self.engine is not None:
+            self.engine.offer("links", event)
+
+    # -- upkeep: losses, table fill, policy changes, the baseline --
+
+    async def _upkeep(
+        self,
+        stop: asyncio.Event,
+        policy: Policy,
+        readers: dict[str, NflogReader],
+        conntrack: ConntrackReader,
+        interfaces: Interfaces,
+    ) -> None:
+        seen_overruns = {source: 0 for source in readers}
+        seen_drops: dict[str, int] = {}
+        last_table = last_save = 0.0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), UPKEEP_S)
+            now = time.time()
+            for source, reader in readers.items():
+                lost = reader.stats.overruns - seen_overruns[source]
+                seen_overruns[source] = reader.stats.overruns
+                drops = netlink_drops(reader.fileno())
+                if drops is not None:
+                    lost = max(lost, drops - seen_drops.get(source, drops))
+                    seen_drops[source] = drops
+                if lost > 0:
+                    self.pipeline.report_lost(source, lost)
+            lost = conntrack.lost()
+            if lost:
+                self.pipeline.report_lost("conntrack", lost)
+            if conntrack.resync_due:
+                await self._resync(conntrack)
+            if now - last_table >= TABLE_EVERY_S:
+                last_table = now
+                await self._sample_table(now)
+            current = self.policy()
+            if current is not None and current is not policy:
+                policy = current
+                interfaces.forget()
+                self._build(policy)
+                log.info("traffic watcher: new policy revision, detectors rebuilt")
+            self._take_over_cli_changes()
+            self._set_mode()
+            if now - last_save >= SAVE_EVERY_S:
+                last_save = now
+                self._save()
+
+    async def _resync(self, conntrack: ConntrackReader) -> None:
+        try:
+            events = await conntrack.resync(time.time())
+        except OSError as exc:
+            log.warning("conntrack resync failed: %s", exc)
+            return
+        log.warning("conntrack events overflowed: %d flows recovered from a dump", len(events))
+        for event in events:
+            if self.engine is not None:
+                self.engine.offer("conntrack", event)
+
+    async def _sample_table(self, now: float) -> None:
+        try:
+            count, maximum = await table_fill(self.netns)
+        except OSError as exc:
+            log.debug("conntrack table fill: %s", exc)
+            return
+        if self.engine is not None and maximum > 0:
+            self.engine.offer("table", TableEvent(now, count, maximum))
+
+    def _take_over_cli_changes(self) -> None:
+        stamp = self.store.stamp()
+        if stamp == self._stamp or self.learned is None:
+            return
+        self._stamp = stamp
+        with self.store.locked():
+            stored = self.store.read()
+        if stored is not None and stored.generation > self.learned.baseline.generation:
+            log.info("baseline %s by the CLI: taken over", stored.last_action)
+            self.learned.baseline = adopt(self.learned.baseline, stored)
+            self._save()
+
+    def _set_mode(self) -> None:
+        if self.learned is None:
+            return
+        mode = self.learned.mode(time.time())
+        if self.pipeline.observer.mode != mode:
+            log.info("traffic watcher mode: %s", mode)
+            self.pipeline.set_observer(dataclasses.replace(self.pipeline.observer, mode=mode))
+
+    def _save(self) -> None:
+        learned = self.learned
+        if learned is None or not learned.baseline.dirty:
+            return
+        try:
+            if self.store.save(learned.baseline):
+                self._stamp = self.store.stamp()
+        except OSError as exc:
+            log.error("cannot save the baseline: %s", exc)
+
+    @property
+    def baseline(self) -> Baseline | None:
+        return self.learned.baseline if self.learned is not None else None
+
+
+def _enable_accounting(netns: str | None) -> None:
+    """Byte and packet counts on conntrack entries, in the watcher's namespace."""
+    from gateway.netns import in_netns
+    from gateway.vpn.connections import enable_accounting
+
+    if netns is None:
+        enable_accounting()
+    else:
+        in_netns(netns, enable_accounting)
