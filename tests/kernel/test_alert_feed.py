@@ -2,7 +2,7 @@
 and SIGKILL of the process running it loses no spooled alert; on restart the syslog cursor
 and the feed cursor resume where they were.
 
-The lab runs policies/lab.yaml plus what the appliance needs to reach a SOC collector (the
+The lab runs policies/lab.yaml, which lets the appliance reach the lab's SOC collector (the
 `soc-collector` endpoint 198.18.20.10, service `syslog-tls` tcp 6514 and rule `alert-feed`,
 as policies/site.yaml has them). The pipeline runs as `python -m gateway.alerts.service` in
 gw with its own state directory and `--demo-rate`: synthetic test alerts, one new alert each,
@@ -35,33 +35,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICE = "alerts-demo"
 
 
-def policy_with_alert_feed(into: Path) -> Path:
-    text = LAB_POLICY.read_text()
-    text, n1 = re.subn(
-        r"(?m)^endpoints:\n",
-        "endpoints:\n  soc-collector:\n    zone: plant\n    addresses: [198.18.20.10]\n",
-        text,
-    )
-    text, n2 = re.subn(r"(?m)^services:\n", "services:\n  syslog-tls: {tcp: [6514]}\n", text)
-    text, n3 = re.subn(
-        r"(?m)^defaults:",
-        "  - name: alert-feed\n    from: self\n    to: soc-collector\n    allow: [syslog-tls]\n\n"
-        "defaults:",
-        text,
-    )
-    assert (n1, n2, n3) == (1, 1, 1), "policies/lab.yaml changed shape"
-    into.write_text(text)
-    return into
-
-
 @pytest.fixture(scope="module")
 def alert_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("kernel tests need root (network namespaces, nftables): run them with sudo")
     prefix, root = new_prefix(), tmp_path_factory.mktemp("lab")
-    policy = policy_with_alert_feed(root / "lab-alerts.yaml")
     try:
-        yield Lab(prefix, root, lab_ops.up(prefix, hubs=1, policy=policy, root=root))
+        yield Lab(prefix, root, lab_ops.up(prefix, hubs=1, policy=LAB_POLICY, root=root))
     finally:
         teardown_lab(prefix, root)
 
