@@ -15,10 +15,13 @@ the lab proves that what the appliance sends is what a SOC's syslog server takes
 - `appliance_settings` is the `syslog:` section of `<gw-state>/alerts/config.yaml` that makes
   the appliance send there.
 
-Started on demand (`start`), stopped by `stop` or by `lab down` (which ends every process in
-the lab's namespaces). The lab policy must let the appliance reach the collector: a
-`soc-collector` endpoint (198.18.20.10, zone plant) and a rule `self -> soc-collector`
-allowing `syslog-tls` (tcp 6514), as policies/site.yaml has.
+`lab up` with a policy starts it before `plantgated` (`prepare` keeps an existing PKI) and,
+unless gw's state already has an alerts configuration, points the appliance at it
+(`point_appliance`): the watcher's alerts land here. Tests restart it with a fresh PKI
+(`start`); `stop` or `lab down` (which ends every process in the lab's namespaces) end it.
+The lab policy must let the appliance reach the collector: a `soc-collector` endpoint
+(198.18.20.10, zone plant) and a rule `self -> soc-collector` allowing `syslog-tls`
+(tcp 6514), as policies/lab.yaml and policies/site.yaml have.
 """
 
 from __future__ import annotations
@@ -239,6 +242,30 @@ def collector_spec(lab: LabPaths, binary: str | None = None) -> ServiceSpec:
     )
 
 
+def prepare(lab: LabPaths) -> CollectorPaths:
+    """What `lab up` needs before starting the collector: its PKI (kept when present, so the
+    appliance's client certificate stays valid across `lab up` runs) and its configuration."""
+    paths = CollectorPaths.of(lab)
+    if not all(p.exists() for p in (paths.ca_cert, paths.server_key, paths.client_key)):
+        write_pki(paths)
+    paths.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    paths.config.write_text(rsyslog_config(paths))
+    return paths
+
+
+def point_appliance(lab: LabPaths, state: Path) -> bool:
+    """Write `<state>/alerts/config.yaml` so the appliance's alerts go to this collector,
+    unless the appliance already has an alerts configuration. Returns whether it wrote."""
+    from gateway.alerts.config import config_path
+
+    target = config_path(state)
+    if target.exists():
+        return False
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target.write_text(json.dumps({"syslog": appliance_settings(lab)}, indent=2) + "\n")
+    return True
+
+
 def start(lab: LabPaths, *, mutual: bool = True) -> CollectorPaths:
     """(Re)start the collector in `plant` with a fresh PKI; wait until it accepts."""
     paths = CollectorPaths.of(lab)
@@ -314,9 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     paths = start(lab)
     if args.config is not None:
-        target = args.config / "alerts" / "config.yaml"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps({"syslog": appliance_settings(lab)}, indent=2) + "\n")
+        (args.config / "alerts" / "config.yaml").unlink(missing_ok=True)  # this PKI now
+        point_appliance(lab, args.config)
     print(f"collector on {ADDRESS}:{PORT} in {lab.namespace(HOST)}; messages in {paths.parsed}")
     return 0
 

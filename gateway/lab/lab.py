@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from gateway.lab import mountns, netns, services, support, topology
+from gateway.lab import collector, mountns, netns, services, support, topology
 from gateway.lab.netns import LinkInfo, NamespaceNet, RouteInfo
 from gateway.lab.services import LabPaths, ServiceSpec
 from gateway.lab.topology import LabPlan
@@ -278,12 +278,14 @@ def _configure_host(host: topology.Host, net: NamespaceNet) -> None:
 
 def _service_specs(paths: LabPaths, policy: Path | None) -> list[ServiceSpec]:
     """dnsmasq always; with a policy also the internet's time server, the support
-    concentrator and then plantgated (whose NTP relay syncs from the one and whose tunnel
-    goes to the other). A bare lab stays a topology with DNS."""
+    concentrator, the SOC's syslog collector and then plantgated (whose NTP relay syncs from
+    the first, whose tunnel goes to the second, and whose alerts go to the third), and the
+    MES. A bare lab stays a topology with DNS."""
     specs = [services.dnsmasq_spec(paths, services.find_binary("dnsmasq"))]
     if policy is not None:
         specs.append(services.upstream_chrony_spec(paths, services.find_binary("chronyd")))
         specs.append(support.concentrator_spec(paths))
+        specs.append(collector.collector_spec(paths))
         specs.append(services.daemon_spec(paths, policy))
         specs.append(services.mes_spec(paths))
     return specs
@@ -298,8 +300,11 @@ def _ensure_services(paths: LabPaths, plan: LabPlan, specs: Sequence[ServiceSpec
     for spec in specs:
         if services.running_pid(paths, spec.name, plan.namespaces) is not None:
             continue
+        if spec.name == collector.SERVICE:
+            collector.prepare(paths)
         if spec.name == "plantgated":
             paths.gw_state.mkdir(mode=0o700, parents=True, exist_ok=True)
+            collector.point_appliance(paths, paths.gw_state)
             started_daemon = True
         pid = services.start_process(paths, spec.host, spec.argv, spec.name, dict(spec.env))
         services.wait_ready(paths, spec, pid)

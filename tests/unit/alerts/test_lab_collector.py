@@ -7,12 +7,15 @@ from pathlib import Path
 
 from cryptography import x509
 
+from gateway.alerts.config import config_path, load_settings
 from gateway.lab.collector import (
     ADDRESS,
     NAME,
     PORT,
     CollectorPaths,
     appliance_settings,
+    point_appliance,
+    prepare,
     rsyslog_config,
     write_pki,
 )
@@ -46,3 +49,26 @@ def test_appliance_settings_point_at_the_collector(tmp_path: Path) -> None:
     settings = appliance_settings(lab, facility="local4")
     assert (settings["host"], settings["port"], settings["server_name"]) == (ADDRESS, PORT, NAME)
     assert settings["ca"].endswith("collector/ca.crt") and settings["facility"] == "local4"
+
+
+def test_prepare_keeps_the_pki_so_the_appliance_certificate_stays_valid(tmp_path: Path) -> None:
+    lab = LabPaths("t", tmp_path)
+    paths = prepare(lab)
+    first = paths.client_cert.read_bytes()
+    assert paths.config.read_text() == rsyslog_config(paths)
+    prepare(lab)  # a second `lab up`
+    assert paths.client_cert.read_bytes() == first
+    paths.server_key.unlink()  # a broken PKI is made anew
+    prepare(lab)
+    assert paths.client_cert.read_bytes() != first
+
+
+def test_point_appliance_writes_the_alerts_config_only_when_there_is_none(tmp_path: Path) -> None:
+    lab, state = LabPaths("t", tmp_path), tmp_path / "gw-state"
+    assert point_appliance(lab, state)
+    config = config_path(state)
+    syslog = load_settings(config).syslog
+    assert syslog is not None and syslog.host == ADDRESS and syslog.client_cert
+    config.write_text("{}\n")  # the operator's own configuration
+    assert not point_appliance(lab, state)
+    assert config.read_text() == "{}\n"
