@@ -12,7 +12,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror
 from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
 from scapy.packet import Packet, Raw
 
-from gateway.lab.leaks import counts_since, kill_switch_counts
+from gateway.lab.leaks.findings import counts_since, kill_switch_counts
 from gateway.policy.load import load_file, load_text
 from gateway.vpn.leakcheck import (
     Facts,
