@@ -3,7 +3,10 @@ the appliance's own addresses and the live support gate.
 
 * `zone_of` — the most specific zone network holding the address; else the zone of a
   fixed-address endpoint holding it; else, when the policy has exactly one catch-all zone
-  (interfaces, no networks: "the internet"), that zone. None otherwise.
+  (interfaces, no networks: "the internet"), that zone. None otherwise. The support
+  tunnel's networks (`support_vpn.inner_networks` and the appliance's own tunnel address's
+  network) count as networks of the zone on the tunnel's interface: the appliance's
+  198.18.200.2 in the lab is in the support zone, not "the internet".
 * `role_of` — `appliance` (an address of this machine), `broadcast`/`multicast` (a zone
   network's broadcast address, 255.255.255.255, multicast), `support-staff` (a
   `support_vpn.staff` address), an endpoint's name (fixed addresses), else the role of its
@@ -61,6 +64,22 @@ def _address(text: str) -> tuple[int, int] | None:
     return ip.version, int(ip)
 
 
+def tunnel_networks(policy: Policy) -> list[tuple[str, str]]:
+    """(network, zone) for the support tunnel's inside: its `inner_networks` and the
+    network of the appliance's tunnel address, in the zone whose interfaces include the
+    tunnel's (a `support` zone first, should several). Empty without a tunnel or a zone.
+    """
+    support = policy.support_vpn
+    if support is None:
+        return []
+    zones = [n for n, z in policy.zones.items() if support.interface in z.interfaces]
+    zones.sort(key=lambda n: policy.zones[n].kind != "support")
+    if not zones:
+        return []
+    own = str(ipaddress.ip_interface(support.address).network)
+    return [(n, zones[0]) for n in dict.fromkeys([*support.inner_networks, own])]
+
+
 class GateGrants:
     """The open gate grants from the state directory, re-read at most every `refresh_s`."""
 
@@ -99,7 +118,10 @@ class PolicySite:
         self.policy = policy
         self._grants = grants or (lambda _ts: {})
         self._zones = _spans(
-            (n, name, name) for name, z in policy.zones.items() for n in z.networks
+            [
+                *((n, name, name) for name, z in policy.zones.items() for n in z.networks),
+                *((n, zone, zone) for n, zone in tunnel_networks(policy)),
+            ]
         )
         self._endpoints = _spans(
             (a, name, e.zone) for name, e in policy.endpoints.items() for a in e.addresses
