@@ -11,7 +11,12 @@ tunnel is up, down, or its WireGuard process was killed:
 * the appliance sends nothing *from* them by any other interface (output, before
   conntrack): a process bound to the appliance's tunnel address and talking to a service
   the policy allows (the resolver, say) would otherwise put that address on the plant
-  network and the internet, whose replies the concentrator routes back into the tunnel;
+  network and the internet, whose replies the concentrator routes back into the tunnel.
+  One exception, which the grant guard needs: the TCP reset the kernel sends to a target
+  on behalf of a staff address whose grant is gone goes through output with that staff
+  address as its source. A TCP reset from a staff address may therefore leave by the
+  interfaces support traffic is forwarded to (the zones the policy has forward rules for
+  from the tunnel's zone: the hubs), and nothing else from a tunnel address may;
 * nothing is forwarded into the tunnel or toward the concentrator (new flows);
 * no IPv6 on the support path unless `support_vpn.ipv6`;
 * `mode: disabled`: no traffic on the tunnel interface at all, and nothing to the
@@ -40,6 +45,11 @@ if TYPE_CHECKING:
 IP = {4: "ip", 6: "ip6"}
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 NOTE = "kill switch:"
+
+
+def _names(interfaces: list[str]) -> str:
+    """An anonymous set of interface names: `{ "wg-support", "lo" }`."""
+    return "{ " + ", ".join(f'"{name}"' for name in interfaces) + " }"
 
 
 def inner_set(version: int) -> str:
@@ -117,8 +127,7 @@ class KillSwitch:
                 match = f"{IP[version]} daddr @{inner_set(version)}"
                 chain.add(f"{match} oifname != {others} counter drop", origin)
                 if hook == "output":  # found by the leak test (tests/kernel/test_vpn_leaks.py)
-                    source = f"{IP[version]} saddr @{inner_set(version)}"
-                    chain.add(f"{source} oifname != {others} counter drop", origin)
+                    self._no_tunnel_source(chain, version)
         if not support.ipv6:
             if hook in ("input", "forward"):
                 chain.add(f'iifname "{tunnel}" meta nfproto ipv6 counter drop', origin)
@@ -126,6 +135,49 @@ class KillSwitch:
                 chain.add(f'oifname "{tunnel}" meta nfproto ipv6 counter drop', origin)
         if support.mode == "gated":
             self.grant_guard(chain, hook)
+
+    def _no_tunnel_source(self, chain: NftChain, version: int) -> None:
+        """Output: nothing from a tunnel address leaves by another interface, except the
+        grant guard's TCP resets from a staff address toward the targets' interfaces.
+
+        The guard's `reject with tcp reset` in forward sends the target's end its reset
+        from the staff address, through output: dropping that too (as a plain "no tunnel
+        source off the tunnel" rule does) leaves the target's end of a closed or expired
+        session open (tests/kernel/test_gate.py). The exception is carved out by drops
+        only, so the reset still goes on to the base chain's `ct state established` accept
+        like any reply of the flow it ends.
+        """
+        origin, ip = self._origin(), IP[version]
+        source = f"{ip} saddr @{inner_set(version)}"
+        assert self.support is not None
+        gated = self.support.mode == "gated"  # only the grant guard sends such resets
+        targets = self._target_interfaces() if gated else []
+        staff = f"ep_{SUPPORT_STAFF}_v{version}"
+        if not targets or staff not in self.builder.table.sets:
+            chain.add(f"{source} oifname != {_names([self.tunnel, 'lo'])} counter drop", origin)
+            return
+        chain.add(
+            f"{source} oifname != {_names([self.tunnel, 'lo', *targets])} counter drop", origin
+        )
+        to_targets = f"{source} oifname {_names(targets)}"
+        chain.add(f"{to_targets} {ip} saddr != @{staff} counter drop", origin)
+        chain.add(f"{to_targets} meta l4proto != tcp counter drop", origin)
+        chain.add(f"{to_targets} tcp flags & rst == 0 counter drop", origin)
+
+    def _target_interfaces(self) -> list[str]:
+        """Kernel names of the interfaces support traffic is forwarded to: those of the
+        zones with a forward chain from a zone on the tunnel. A zone without interfaces
+        (on every interface) gives none: its targets' ends then learn of a closed session
+        only by their own timeouts, which is safe."""
+        assert self.support is not None
+        policy, chains = self.builder.policy, self.builder.table.chains
+        role = self.support.interface
+        sources = [z for z, zone in policy.zones.items() if role in zone.interfaces]
+        names: set[str] = set()
+        for target, zone in policy.zones.items():
+            if any(f"fwd_{source}_{target}" in chains for source in sources):
+                names.update(policy.interfaces[r] for r in zone.interfaces if r != role)
+        return sorted(names)
 
     def grant_guard(self, chain: NftChain, hook: str) -> None:
         """End support flows whose gate grant is gone (closed or expired in the kernel).

@@ -110,3 +110,31 @@ def test_no_guard_without_a_gate() -> None:
     always_on = lab.replace("mode: gated", "mode: always-on")
     text = compile_policy(load(always_on, "lab.yaml")).text
     assert "!= @gate_support" not in text
+
+
+def _tunnel_source_rules(policy_text: str) -> list[str]:
+    text = compile_policy(load(policy_text, "lab.yaml")).text
+    output = text[text.index("chain output {") :]
+    output = output[: output.index("\n\t}")]
+    return [
+        line.strip().split(" counter ")[0]
+        for line in output.splitlines()
+        if "ip saddr @support_inner_v4" in line
+    ]
+
+
+def test_only_the_guards_resets_may_leave_toward_the_hubs_from_a_staff_address() -> None:
+    """The grant guard's reset to a hub leaves through output with the staff address as its
+    source; everything else from a tunnel address stays off every interface but the tunnel
+    (tests/kernel/test_gate.py fails when the reset is dropped too)."""
+    lab = (POLICIES / "lab.yaml").read_text()
+    assert _tunnel_source_rules(lab) == [
+        'ip saddr @support_inner_v4 oifname != { "wg-support", "lo", "lan0" }',
+        'ip saddr @support_inner_v4 oifname { "lan0" } ip saddr != @ep_support-staff_v4',
+        'ip saddr @support_inner_v4 oifname { "lan0" } meta l4proto != tcp',
+        'ip saddr @support_inner_v4 oifname { "lan0" } tcp flags & rst == 0',
+    ]
+    for mode in ("always-on", "disabled"):  # no guard, so no reset to let through
+        assert _tunnel_source_rules(lab.replace("mode: gated", f"mode: {mode}")) == [
+            'ip saddr @support_inner_v4 oifname != { "wg-support", "lo" }'
+        ]
