@@ -135,6 +135,13 @@ class Engine:
     def state_size(self) -> dict[str, int]:
         return {d.name: d.state_size() for d in self.detectors}
 
+    def carry_over(self, previous: Engine) -> None:
+        """Go on from `previous` (rebuilt on a policy change): its counts, and how much of
+        them was already reported, so that no event is counted and no loss reported twice."""
+        self.stats = previous.stats
+        self._counted = previous._counted
+        self._reported = previous._reported
+
     def _report_counts(self) -> None:
         for source, seen in self.stats.events.items():
             new = seen - self._counted.get(source, 0)

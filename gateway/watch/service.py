@@ -174,7 +174,7 @@ class WatchService:
             lost=self.pipeline.report_lost,
         )
         if previous is not None:
-            engine.stats = previous.stats  # counts stay continuous across a policy change
+            engine.carry_over(previous)  # counts stay continuous across a policy change
         self.engine = engine
         self._set_mode()
         return engine
