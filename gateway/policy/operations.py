@@ -20,6 +20,7 @@ from gateway.audit import AuditLog
 from gateway.events import Event, send_event, utc_now
 from gateway.policy.apply import ApplyReport, apply_compiled
 from gateway.policy.compile import Compiled, compile_policy
+from gateway.policy.drift import check_drift
 from gateway.policy.load import LoadedPolicy, load_file, load_text
 from gateway.policy.nft import Nft
 from gateway.policy.revisions import Kind, Revision, RevisionStore
@@ -227,12 +228,46 @@ def revert_if_unconfirmed(state: Path, number: int, *, nft: Nft | None = None) -
     store = RevisionStore(state)
     with store.locked():
         pending = store.get(number)
-        deadline = pending.deadline_at() if pending else None
-        if pending is None or pending.status != "pending" or deadline is None:
+        if pending is None:
+            return _restore_interrupted(store, number, nft or Nft())
+        deadline = pending.deadline_at()
+        if pending.status != "pending" or deadline is None:
             return None
         if utc_now() < deadline:
             return None
         return _revert_locked(store, pending, deadline, nft or Nft())
+
+
+def _restore_interrupted(store: RevisionStore, number: int, nft: Nft) -> Revision | None:
+    """Revision `number` was never recorded: its applier died (or the kernel refused it).
+
+    We hold the lock, so no apply is under way. If nothing was recorded after that number
+    either and the live table differs from the current revision's, the dead applier's
+    table is in the kernel unconfirmed: load the last confirmed revision again.
+    """
+    if store.next_number() > number:
+        return None  # the number was used later: that revision has its own record and revert
+    target = store.last_confirmed()
+    drift = check_drift(store.state, nft)
+    if target is None or drift is None or drift.clean:
+        return None
+    loaded, compiled = compile_revision(store, target)
+    note = (
+        f"automatic revert: the apply that was to be revision {number} was interrupted "
+        "before it was recorded or confirmed"
+    )
+    applied = _load_as_revision(
+        store,
+        loaded,
+        compiled,
+        nft,
+        user="plantgate-watchdog",
+        message=note,
+        kind="revert",
+        of=target.number,
+        resolve=False,
+    )
+    return applied.revision
 
 
 def _revert_locked(
@@ -323,16 +358,21 @@ def _load_as_revision(
     from gateway.dns.lookup import resolve_all  # dnspython: only when names are resolved
 
     resolved = resolve_all(compiled.fqdn, loaded.policy) if resolve else {}
+    deadline = utc_now() + datetime.timedelta(seconds=confirm_within) if confirm_within else None
+    # The revert is scheduled before the kernel sees the new table: an applier killed
+    # between the load and the record must not leave an unconfirmed table with no revert.
+    number = store.next_number()
+    watchdog = schedule_revert(store.state, number, deadline) if deadline else None
     try:
         report = apply_compiled(compiled, nft, loaded.file, resolved)
     except Exception as exc:  # the kernel refused or libnftables failed: nothing changed
+        cancel_revert(watchdog)
         _record_failure(store.state, user, kind, loaded.file, exc)
         raise
     superseded = store.pending()
     if superseded is not None:
         store.save(replace(superseded, status="superseded"))
         cancel_revert(superseded.watchdog)
-    deadline = utc_now() + datetime.timedelta(seconds=confirm_within) if confirm_within else None
     draft = Revision(
         number=0,
         created=utc_now().isoformat(),
@@ -346,13 +386,10 @@ def _load_as_revision(
         deadline=deadline.isoformat() if deadline else None,
         seconds=round(report.seconds, 4),
         vpn_mode=_vpn_override_of(loaded),
+        watchdog=watchdog,
     )
     revision = store.add(draft, loaded.source.text, compiled.text, nft.table_listing())
-    if deadline is not None:
-        revision = replace(
-            revision, watchdog=schedule_revert(store.state, revision.number, deadline)
-        )
-        store.save(revision)
+    assert revision.number == number  # we hold the lock: nobody took the number meanwhile
     action = {
         "apply": "policy.applied",
         "rollback": "policy.rolled_back",

@@ -109,12 +109,15 @@ class RevisionStore:
         path = self.path(number) / "kernel.nft"
         return path.read_text(encoding="utf-8") if path.exists() else None
 
+    def next_number(self) -> int:
+        """The number `add` gives the next revision (stable while the lock is held)."""
+        return max((r.number for r in self.all()), default=0) + 1
+
     def add(
         self, draft: Revision, policy_text: str, ruleset: str, kernel_view: str | None
     ) -> Revision:
         """Store a new revision (numbered after the last) and make it current."""
-        numbers = [r.number for r in self.all()]
-        revision = replace(draft, number=max(numbers, default=0) + 1)
+        revision = replace(draft, number=self.next_number())
         folder = ensure_dir(self.path(revision.number))
         write_atomic(folder / "policy.yaml", policy_text)
         write_atomic(folder / "ruleset.nft", ruleset)

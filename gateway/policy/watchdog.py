@@ -9,7 +9,12 @@ does nothing if the revision was confirmed meanwhile, so a late or duplicate wat
 harmless; cancelling one on confirm is only tidiness. plantgated, when it runs, checks
 pending deadlines too.
 
-Run as `python -m gateway.policy.watchdog --state-dir DIR --revision N [--wait]`.
+It is scheduled before the new table is loaded, for the number the revision will get: if
+the applier dies between the load and the record, the watchdog finds no revision N and an
+unconfirmed table in the kernel (drift from the current revision), and loads the last
+confirmed revision again (`operations._restore_interrupted`).
+
+Run as `python -m gateway.policy.watchdog --state-dir DIR --revision N [--wait-until TIME]`.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ def _systemd_available() -> bool:
     return Path("/run/systemd/system").is_dir() and shutil.which("systemd-run") is not None
 
 
-def _command(state: Path, number: int, *, wait: bool) -> list[str]:
+def _command(state: Path, number: int, deadline: datetime.datetime | None) -> list[str]:
+    """The watchdog's command line; with `deadline` it sleeps until then first."""
     argv = [
         sys.executable,
         "-m",
@@ -43,7 +49,7 @@ def _command(state: Path, number: int, *, wait: bool) -> list[str]:
         "--revision",
         str(number),
     ]
-    return [*argv, "--wait"] if wait else argv
+    return [*argv, "--wait-until", deadline.isoformat()] if deadline else argv
 
 
 def schedule_revert(state: Path, number: int, deadline: datetime.datetime) -> str:
@@ -58,7 +64,7 @@ def schedule_revert(state: Path, number: int, deadline: datetime.datetime) -> st
                 f"--unit={unit}",
                 f"--on-active={seconds:.1f}s",
                 "--timer-property=AccuracySec=100ms",
-                *_command(state, number, wait=False),
+                *_command(state, number, None),
             ],
             check=True,
             capture_output=True,
@@ -68,7 +74,7 @@ def schedule_revert(state: Path, number: int, deadline: datetime.datetime) -> st
     logfile = state / "policy" / f"watchdog-{number}.log"
     with open(logfile, "ab") as out:
         child = subprocess.Popen(
-            _command(state, number, wait=True),
+            _command(state, number, deadline),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -109,31 +115,34 @@ def _is_our_watchdog(pid: int) -> bool:
         return False
 
 
-def _wait_for_deadline(state: Path, number: int) -> bool:
-    """Sleep until the revision's deadline; False if it is no longer pending."""
-    from gateway.policy.revisions import RevisionStore
-
-    revision = RevisionStore(state).get(number)
-    deadline = revision.deadline_at() if revision else None
-    if revision is None or revision.status != "pending" or deadline is None:
-        return False
+def _sleep_until(deadline: datetime.datetime) -> None:
     delay = (deadline - datetime.datetime.now(datetime.UTC)).total_seconds()
     if delay > 0:
         time.sleep(delay)
-    return True
+
+
+def _deadline(text: str) -> datetime.datetime:
+    """An aware ISO 8601 time (argparse type)."""
+    value = datetime.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: the deadline needs a UTC offset")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plantgate-watchdog")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--revision", type=int, required=True)
-    parser.add_argument("--wait", action="store_true", help="sleep until the deadline first")
+    parser.add_argument(
+        "--wait-until", type=_deadline, help="sleep until this time (ISO 8601) first"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    if args.wait and not _wait_for_deadline(args.state_dir, args.revision):
-        log.info("revision %d is no longer pending; nothing to do", args.revision)
-        return 0
+    if args.wait_until is not None:
+        # Given on the command line, not read from the revision: the watchdog is scheduled
+        # before the revision is recorded (see operations._load_as_revision).
+        _sleep_until(args.wait_until)
     from gateway.policy.operations import revert_if_unconfirmed
 
     reverted = revert_if_unconfirmed(args.state_dir, args.revision)

@@ -145,6 +145,91 @@ def test_unconfirmed_apply_is_reverted_even_after_sigkill_of_the_applier(
     assert appliance.ports_to_hubs() == BASELINE
 
 
+# An applier that dies right after the kernel took its table, before it recorded anything:
+# the steps of operations._load_as_revision up to the load, then SIGKILL of itself.
+DIE_AFTER_LOAD = """
+import datetime, os, signal, sys
+from pathlib import Path
+from gateway.events import utc_now
+from gateway.policy.apply import apply_compiled
+from gateway.policy.compile import compile_policy
+from gateway.policy.load import load_file
+from gateway.policy.nft import Nft
+from gateway.policy.revisions import RevisionStore
+from gateway.policy.watchdog import schedule_revert
+
+state, policy = Path(sys.argv[1]), sys.argv[2]
+loaded = load_file(policy)
+store = RevisionStore(state)
+with store.locked():
+    deadline = utc_now() + datetime.timedelta(seconds=3)
+    schedule_revert(state, store.next_number(), deadline)
+    apply_compiled(compile_policy(loaded), Nft(), loaded.file, {})
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_an_applier_killed_between_load_and_record_is_still_reverted(
+    appliance: Appliance, tmp_path: Path
+) -> None:
+    appliance.apply(LAB, "-m", "baseline")
+    wider = _variant(tmp_path, "wider.yaml", "hub-agent, ssh")
+    argv = ["ip", "netns", "exec", appliance.namespace, sys.executable, "-c", DIE_AFTER_LOAD]
+    died = subprocess.run(
+        [*argv, str(appliance.state), str(wider)], capture_output=True, cwd=ROOT, timeout=60
+    )
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    assert appliance.ports_to_hubs() == WIDER  # loaded, and no revision says so
+    assert len(appliance.history()) == 1
+
+    assert _wait(lambda: len(appliance.history()) == 2, 15), "no automatic revert happened"
+    revert = appliance.history()[1]
+    assert (revert["kind"], revert["of"], revert["user"]) == ("revert", 1, "plantgate-watchdog")
+    assert "interrupted" in str(revert["message"])
+    assert appliance.ports_to_hubs() == BASELINE
+
+
+REFUSED_WITH_CONFIRM = """
+import sys
+from pathlib import Path
+from gateway.policy.apply import ApplyError
+from gateway.policy.compile import compile_policy
+from gateway.policy.load import load_file
+from gateway.policy.nft import Nft
+from gateway.policy.operations import _load_as_revision
+from gateway.policy.revisions import RevisionStore
+from tests.kernel.policy_lab import refused_by_the_kernel
+
+loaded = load_file(sys.argv[2])
+store = RevisionStore(Path(sys.argv[1]))
+with store.locked():
+    try:
+        _load_as_revision(
+            store, loaded, refused_by_the_kernel(compile_policy(loaded)), Nft(),
+            user="alice", message="", kind="apply", confirm_within=2, resolve=False,
+        )
+    except ApplyError:
+        sys.exit(3)
+"""
+
+
+def test_a_refused_confirm_apply_leaves_no_revert_behind(appliance: Appliance) -> None:
+    """The watchdog, scheduled before the load, goes when the kernel refuses the table."""
+    appliance.apply(LAB, "-m", "baseline")
+    argv = ["ip", "netns", "exec", appliance.namespace, sys.executable, "-c"]
+    refused = subprocess.run(
+        [*argv, REFUSED_WITH_CONFIRM, str(appliance.state), str(LAB)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert refused.returncode == 3, refused.stderr
+    assert _wait(lambda: netns.pids_in_namespace(appliance.namespace) == [], 1), "watchdog left"
+    assert [r["kind"] for r in appliance.history()] == ["apply"]
+    assert appliance.ports_to_hubs() == BASELINE
+
+
 def test_confirm_in_time_keeps_the_revision(appliance: Appliance, tmp_path: Path) -> None:
     appliance.apply(LAB)
     # a window generous enough for two CLI calls on a loaded machine; we wait it out below
