@@ -15,22 +15,22 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from gateway.alerts.record import Alert
+from gateway.alerts.sinks.spool import SpoolReader, spool_dir
 from gateway.audit import AuditLog
 from gateway.lab import lab as lab_ops
 from gateway.lab import netns, topology
 from gateway.lab.probe import Probe, ProbeResult, matrix_probes, run_probes
 from gateway.policy.apply import ApplyError, apply_compiled
-from gateway.policy.compile import Compiled, compile_policy
+from gateway.policy.compile import compile_policy
 from gateway.policy.load import load_file
 from gateway.policy.nft import Nft
 from gateway.policy.operations import _load_as_revision
 from gateway.policy.revisions import RevisionStore
-from gateway.watch.sources.nflog import NflogReader
 from tests.kernel.conftest import Lab, new_prefix, teardown_lab
 from tests.kernel.policy_lab import (
     GW_TUNNEL,
@@ -38,6 +38,7 @@ from tests.kernel.policy_lab import (
     STAFF_ADDR,
     open_gate,
     plantgate,
+    refused_by_the_kernel,
     run_in,
     set_elements,
     table_text,
@@ -168,20 +169,31 @@ def test_icmp_probe_sees_replies_when_nothing_filters(policed: Lab) -> None:
     assert _mismatches(run_probes(policed.prefix, [probe], timeout=1.0)) == []
 
 
-def test_drops_are_logged_to_the_nflog_group(policed: Lab) -> None:
+def test_drops_are_logged_to_nflog_and_become_a_policy_denied_alert(policed: Lab) -> None:
+    """The drop log's NFLOG group is read by the watcher in plantgated (one reader per group
+    and namespace): the dropped SYN must come out of it as a PG-POLICY-DENIED alert, with the
+    hook from the log prefix and the addresses from the packet."""
     probe = Probe("hub1", "plant", topology.PLANT_WORKSTATION, "tcp", 443, "drop", "hub to plant")
-    with NflogReader(1, netns=policed.ns("gw")) as reader:
-        assert _mismatches(run_probes(policed.prefix, [probe], timeout=0.5)) == []
-        seen = []
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not seen:
-            for packet in reader.read(timeout=0.5):
-                decoded = packet.decoded
-                if decoded and decoded.dst == topology.PLANT_WORKSTATION and decoded.dport == 443:
-                    seen.append(packet)
-    assert seen, "the dropped SYN never reached NFLOG group 1"
-    assert seen[0].prefix == "pg drop forward: "
-    assert seen[0].decoded is not None and seen[0].decoded.src == HUB1
+    assert _mismatches(run_probes(policed.prefix, [probe], timeout=0.5)) == []
+    spool = SpoolReader(spool_dir(lab_ops.lab_paths(policed.prefix, policed.root).gw_state))
+
+    def denied() -> list[Alert]:
+        return [
+            r.alert
+            for r in spool.read(0, 100_000)
+            if r.alert.rule.id == "PG-POLICY-DENIED"
+            and r.alert.destination is not None
+            and (r.alert.destination.address, r.alert.destination.port)
+            == (topology.PLANT_WORKSTATION, 443)
+        ]
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not denied():
+        time.sleep(0.2)
+    found = denied()
+    assert found, "the dropped SYN never became a policy-denied alert"
+    assert found[0].source is not None and found[0].source.address == HUB1
+    assert found[0].labels.get("hook") == "forward"  # from the prefix "pg drop forward: "
 
 
 def _staff_probe(dst: str, addr: str, expect: str) -> Probe:
@@ -249,7 +261,7 @@ def test_refused_load_leaves_the_previous_table_and_names_the_yaml_line(policed:
     gw = policed.ns("gw")
     before = table_text(gw)
     loaded = load_file(LAB_POLICY)
-    broken = _refused_by_the_kernel(compile_policy(loaded))
+    broken = refused_by_the_kernel(compile_policy(loaded))
 
     def attempt() -> ApplyError:
         with pytest.raises(ApplyError) as info:
@@ -267,20 +279,11 @@ def test_refused_load_leaves_the_previous_table_and_names_the_yaml_line(policed:
     ), rendered
 
 
-def _refused_by_the_kernel(compiled: Compiled) -> Compiled:
-    """A jump loop: it passes `nft --check` but the kernel refuses it ("Too many links")."""
-    looped = compiled.text.replace(
-        'accept comment "manage-page @ lab.yaml',
-        'jump in_if_plant-lan comment "manage-page @ lab.yaml',
-    ).replace("\tchain in_if_plant-lan {\n", "\tchain in_if_plant-lan {\n\t\tjump in_plant\n")
-    return replace(compiled, text=looped)
-
-
 def test_a_refused_apply_is_audited_and_announced_for_the_watcher(
     policed: Lab, tmp_path: Path
 ) -> None:
     loaded = load_file(LAB_POLICY)
-    broken = _refused_by_the_kernel(compile_policy(loaded))
+    broken = refused_by_the_kernel(compile_policy(loaded))
     state = tmp_path / "state"
     store = RevisionStore(state)
 
