@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the lab pulls in pyroute2 and dnspython: load it only for l
     from gateway.lab.lab import LabStatus
 
 DEFAULT_POLICY = Path("policies/lab.yaml")
+WATCHER_REPORT_OLD_S = 30.0  # the watcher rewrites its report every 5 s while it runs
 
 T = TypeVar("T")
 
@@ -123,6 +124,8 @@ def _print_status(status: LabStatus) -> None:
     _out.print(_services_table(status))
     if status.tunnel is not None:
         _out.print(_tunnel_line(status), highlight=False)
+    if status.watcher is not None:
+        _out.print(_watcher_line(status), highlight=False)
 
 
 def _tunnel_line(status: LabStatus) -> str:
@@ -139,6 +142,24 @@ def _tunnel_line(status: LabStatus) -> str:
         line += f", gw → {tunnel.endpoint}"
     if tunnel.concentrator_handshake_age_s is not None:
         line += f"; concentrator: handshake {tunnel.concentrator_handshake_age_s:.0f} s ago"
+    return line
+
+
+def _watcher_line(status: LabStatus) -> str:
+    """plantgated's traffic watcher: its state and mode, detectors, events in and lost."""
+    watcher = status.watcher
+    assert watcher is not None
+    colour = {"running": "green", "waiting": "yellow"}.get(watcher.state or "", "red")
+    line = f"traffic watcher: [{colour}]{watcher.state or 'no report'}[/]"
+    if watcher.state is None:
+        return line
+    if watcher.mode:
+        line += f" ({watcher.mode})"
+    line += f", {watcher.detectors} detectors, {watcher.events} events in"
+    line += f", [red]{watcher.lost} lost[/]" if watcher.lost else ", none lost"
+    age = watcher.report_age_s
+    if watcher.state == "running" and age is not None and age > WATCHER_REPORT_OLD_S:
+        line += f" [red](old report: {age:.0f} s)[/]"
     return line
 
 

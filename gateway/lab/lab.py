@@ -40,6 +40,7 @@ from gateway.lab.netns import LinkInfo, NamespaceNet, RouteInfo
 from gateway.lab.services import LabPaths, ServiceSpec
 from gateway.lab.topology import LabPlan
 from gateway.state import ENV_STATE_DIR
+from gateway.watch.status import read_status
 
 DEFAULT_ROOT = Path("/run/plantgate/lab")
 DEFAULT_POLICY = Path("policies/lab.yaml")
@@ -88,6 +89,19 @@ class TunnelView:
 
 
 @dataclass(frozen=True)
+class WatcherView:
+    """The traffic watcher in gw's plantgated, from its status report
+    (`<gw-state>/watch/status.json`, see gateway/watch/status.py)."""
+
+    state: str | None  # waiting (for a policy), running, stopped; None: no report yet
+    mode: str | None  # learning or protecting
+    detectors: int
+    events: int  # events in, every source, since plantgated started
+    lost: int  # events lost before detection (socket overruns, a full queue)
+    report_age_s: float | None
+
+
+@dataclass(frozen=True)
 class LabStatus:
     prefix: str
     directory: str
@@ -97,6 +111,7 @@ class LabStatus:
     services: tuple[ServiceStatus, ...]
     problems: tuple[str, ...]
     tunnel: TunnelView | None = None
+    watcher: WatcherView | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -464,6 +479,21 @@ def _status(paths: LabPaths) -> LabStatus:
         services=_service_statuses(paths, plan, meta) if present else (),
         problems=tuple(problems),
         tunnel=_tunnel_view(paths) if present and plan.support else None,
+        watcher=_watcher_view(paths) if present and plan.support else None,
+    )
+
+
+def _watcher_view(paths: LabPaths) -> WatcherView:
+    """plantgated's traffic watcher, as its last status report says."""
+    report = read_status(paths.gw_state) or {}
+    updated = report.get("updated")
+    return WatcherView(
+        state=report.get("state"),
+        mode=report.get("mode"),
+        detectors=len(report.get("detectors") or []),
+        events=sum((report.get("events") or {}).values()),
+        lost=sum((report.get("lost") or {}).values()),
+        report_age_s=max(0.0, time.time() - updated) if isinstance(updated, float) else None,
     )
 
 

@@ -16,6 +16,9 @@
   mode on every alert follows it (learning/protecting).
 * NFLOG groups are configured to flush every 0.1 s (not the kernel's 1 s), so a packet
   reaches a detector within about 0.1 s plus the engine's queue.
+* **Status**: `<state>/watch/status.json` (gateway/watch/status.py) says `waiting` for a
+  policy, `running` once every source is open (rewritten every `STATUS_EVERY_S` with the
+  counts), `stopped` at the end; `plantgate lab status` shows it.
 
 The service's state lives in `<state>/watch/`. Nothing here touches the ruleset.
 """
@@ -26,9 +29,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gateway.alerts.pipeline import AlertPipeline
 from gateway.events import Bus, Event
@@ -42,10 +47,12 @@ from gateway.watch.sources.conntrack import ConntrackReader, netlink_drops, tabl
 from gateway.watch.sources.links import LinkWatch
 from gateway.watch.sources.nflog import NflogReader
 from gateway.watch.sources.packets import Interfaces, to_event
+from gateway.watch.status import write_status
 
 log = logging.getLogger(__name__)
 TABLE_EVERY_S = 5.0
 SAVE_EVERY_S = 60.0
+STATUS_EVERY_S = 5.0
 UPKEEP_S = 1.0
 NFLOG_FLUSH_S = 0.1
 NFLOG_QTHRESHOLD = 64
@@ -89,6 +96,9 @@ class WatchService:
         self.learned: Learned | None = None
         self._stamp: int | None = None
         self._local: list[str] = []
+        self._groups: dict[str, int] = {}  # NFLOG source -> group
+        self._lost: dict[str, int] = {}  # events lost by source, since this process started
+        self._since = time.time()
         bus.subscribe(self._on_bus)  # once: run() may be restarted by the supervisor
 
     # -- the bus --
@@ -103,6 +113,7 @@ class WatchService:
     # -- running --
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._status("waiting")
         policy = await self._wait_for_policy(stop)
         if policy is None:
             return
@@ -112,37 +123,91 @@ class WatchService:
         self._stamp = self.store.stamp()
         detection = policy.detection
         self.learned = Learned(baseline, detection.mode, detection.learning_s)
-        engine = self._build(policy)
-        readers = self._open_nflog(policy)
-        conntrack = ConntrackReader(netns=self.netns)
-        interfaces = Interfaces()
         loop = asyncio.get_running_loop()
-        for source, reader in readers.items():
-            loop.add_reader(reader.fileno(), self._read_nflog, source, reader, interfaces)
-        loop.add_reader(conntrack.fileno(), self._read_conntrack, conntrack)
-        links = LinkWatch(self._offer_link, self._set_local, time.time, netns=self.netns)
-        tasks = [
-            asyncio.create_task(self._engine_loop(stop)),
-            asyncio.create_task(links.run(stop)),
-            asyncio.create_task(self._upkeep(stop, policy, readers, conntrack, interfaces)),
-        ]
-        log.info(
-            "traffic watcher running: %d detectors, mode %s",
-            len(engine.detectors),
-            self.learned.mode(time.time()),
-        )
+        interfaces = Interfaces()
+        tasks: list[asyncio.Task[None]] = []
+        # Whatever fails on the way, every socket opened is closed (a leaked NFLOG socket
+        # would keep its group, and the supervisor's next run could not bind it).
+        with contextlib.ExitStack() as opened:
+            opened.callback(self._stopped)
+            engine = self._build(policy)
+            readers = self._open_nflog(policy)
+            for reader in readers.values():
+                opened.callback(reader.close)
+            conntrack = ConntrackReader(netns=self.netns)
+            opened.callback(conntrack.close)
+            for source, reader in readers.items():
+                loop.add_reader(reader.fileno(), self._read_nflog, source, reader, interfaces)
+                opened.callback(loop.remove_reader, reader.fileno())
+                self._read_nflog(source, reader, interfaces)  # what came while binding
+            loop.add_reader(conntrack.fileno(), self._read_conntrack, conntrack)
+            opened.callback(loop.remove_reader, conntrack.fileno())
+            links = LinkWatch(self._offer_link, self._set_local, time.time, netns=self.netns)
+            self._groups = {source: reader.group for source, reader in readers.items()}
+            tasks += [
+                asyncio.create_task(self._engine_loop(stop)),
+                asyncio.create_task(links.run(stop)),
+                asyncio.create_task(self._upkeep(stop, policy, readers, conntrack, interfaces)),
+            ]
+            self._status("running")
+            log.info(
+                "traffic watcher running: %d detectors, mode %s",
+                len(engine.detectors),
+                self.learned.mode(time.time()),
+            )
+            try:
+                await stop.wait()
+            finally:
+                stop.set()  # the tasks end with it (also when this task is cancelled)
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _report_lost(self, source: str, count: int) -> None:
+        self._lost[source] = self._lost.get(source, 0) + count
+        self.pipeline.report_lost(source, count)
+
+    def report(self, state: str, now: float) -> dict[str, Any]:
+        """The status report (gateway/watch/status.py) as of `now`."""
+        engine, learned = self.engine, self.learned
+        lost = dict(self._lost)
+        report: dict[str, Any] = {
+            "state": state,
+            "pid": os.getpid(),
+            "since": self._since,
+            "updated": now,
+            "mode": learned.mode(now) if learned is not None else None,
+            "nflog_groups": dict(self._groups),
+            "detectors": [],
+            "events": {},
+            "lost": lost,
+            "queue": 0,
+            "triggers": 0,
+            "failures": {},
+        }
+        if engine is not None:
+            stats = engine.stats
+            for source, dropped in stats.dropped.items():
+                key = f"{source} (watcher queue full)"
+                lost[key] = lost.get(key, 0) + dropped
+            report.update(
+                detectors=[d.name for d in engine.detectors],
+                events=dict(stats.events),
+                queue=engine.depth(),
+                triggers=stats.triggers,
+                failures=dict(stats.failures),
+            )
+        return report
+
+    def _status(self, state: str) -> None:
         try:
-            await stop.wait()
-        finally:
-            for reader in readers.values():
-                loop.remove_reader(reader.fileno())
-            loop.remove_reader(conntrack.fileno())
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for reader in readers.values():
-                reader.close()
-            conntrack.close()
-            self._save()
-            self.engine = None
+            write_status(self.state, self.report(state, time.time()))
+        except OSError as exc:
+            log.warning("cannot write the watcher's status report: %s", exc)
+
+    def _stopped(self) -> None:
+        """The last of `run`: the baseline saved, the engine gone, the report says so."""
+        self._save()
+        self._status("stopped")
+        self.engine = None
 
     async def _wait_for_policy(self, stop: asyncio.Event) -> Policy | None:
         while not stop.is_set():
@@ -245,7 +310,7 @@ class WatchService:
     ) -> None:
         seen_overruns = {source: 0 for source in readers}
         seen_drops: dict[str, int] = {}
-        last_table = last_save = 0.0
+        last_table = last_save = last_status = 0.0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), UPKEEP_S)
@@ -258,10 +323,10 @@ class WatchService:
                     lost = max(lost, drops - seen_drops.get(source, drops))
                     seen_drops[source] = drops
                 if lost > 0:
-                    self.pipeline.report_lost(source, lost)
+                    self._report_lost(source, lost)
             lost = conntrack.lost()
             if lost:
-                self.pipeline.report_lost("conntrack", lost)
+                self._report_lost("conntrack", lost)
             if conntrack.resync_due:
                 await self._resync(conntrack)
             if now - last_table >= TABLE_EVERY_S:
@@ -278,6 +343,9 @@ class WatchService:
             if now - last_save >= SAVE_EVERY_S:
                 last_save = now
                 self._save()
+            if now - last_status >= STATUS_EVERY_S:
+                last_status = now
+                self._status("running")
 
     async def _resync(self, conntrack: ConntrackReader) -> None:
         try:
