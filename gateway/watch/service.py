@@ -16,6 +16,10 @@
   mode on every alert follows it (learning/protecting).
 * NFLOG groups are configured to flush every 0.1 s (not the kernel's 1 s), so a packet
   reaches a detector within about 0.1 s plus the engine's queue.
+* Traffic from the appliance to itself (both ends its own or loopback addresses: the NTP
+  monitor asking the relay, a health check of the MES) crosses no wire and is not shown to
+  the detectors (`internal`): it is not a conversation of the plant's network, and the
+  new-pair rule would report each such check that learning happened not to see.
 * **Status**: `<state>/watch/status.json` (gateway/watch/status.py) says `waiting` for a
   policy, `running` once every source is open (rewritten every `STATUS_EVERY_S` with the
   counts), `stopped` at the end; `plantgate lab status` shows it.
@@ -31,7 +35,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +43,13 @@ from gateway.alerts.pipeline import AlertPipeline
 from gateway.events import Bus, Event
 from gateway.policy.model import Policy
 from gateway.watch.baseline import Baseline, BaselineStore, Learned, adopt
-from gateway.watch.detectors.base import ComponentEvent, TableEvent, WatchEvent
+from gateway.watch.detectors.base import (
+    ComponentEvent,
+    FlowEvent,
+    PacketEvent,
+    TableEvent,
+    WatchEvent,
+)
 from gateway.watch.engine import Engine
 from gateway.watch.registry import build_detectors
 from gateway.watch.site import GateGrants, PolicySite
@@ -56,6 +66,23 @@ STATUS_EVERY_S = 5.0
 UPKEEP_S = 1.0
 NFLOG_FLUSH_S = 0.1
 NFLOG_QTHRESHOLD = 64
+LOOPBACK = frozenset({"::1"})
+
+
+def _own(address: str | None, local: Set[str]) -> bool:
+    return address is not None and (
+        address in local or address in LOOPBACK or address.startswith("127.")
+    )
+
+
+def internal(event: WatchEvent, local: Set[str]) -> bool:
+    """A packet or flow from the appliance to itself: both ends are addresses of its own
+    (`local`) or loopback addresses, so only the loopback interface carried it."""
+    if isinstance(event, PacketEvent):
+        return _own(event.packet.dst, local) and _own(event.packet.src, local)
+    if isinstance(event, FlowEvent):
+        return _own(event.dst, local) and _own(event.src, local)
+    return False
 
 
 def current_policy(state: Path) -> Callable[[], Policy | None]:
@@ -96,6 +123,7 @@ class WatchService:
         self.learned: Learned | None = None
         self._stamp: int | None = None
         self._local: list[str] = []
+        self._own: frozenset[str] = frozenset()
         self._groups: dict[str, int] = {}  # NFLOG source -> group
         self._lost: dict[str, int] = {}  # events lost by source, since this process started
         self._since = time.time()
@@ -220,6 +248,7 @@ class WatchService:
 
     def _set_local(self, addresses: list[str]) -> None:
         self._local = addresses
+        self._own = frozenset(addresses)
         engine = self.engine
         if engine is not None and isinstance(engine.site, PolicySite):
             engine.site.set_local(addresses)
@@ -283,15 +312,17 @@ class WatchService:
     def _read_nflog(self, source: str, reader: NflogReader, interfaces: Interfaces) -> None:
         engine = self.engine
         now = time.time()
+        own = self._own
         for packet in reader.read(0):
             event = to_event(packet, interfaces.name, now)
-            if event is not None and engine is not None:
+            if event is not None and engine is not None and not internal(event, own):
                 engine.offer(source, event)
 
     def _read_conntrack(self, reader: ConntrackReader) -> None:
         engine = self.engine
+        own = self._own
         for event in reader.read(time.time()):
-            if engine is not None:
+            if engine is not None and not internal(event, own):
                 engine.offer("conntrack", event)
 
     def _offer_link(self, event: WatchEvent) -> None:
@@ -355,7 +386,7 @@ class WatchService:
             return
         log.warning("conntrack events overflowed: %d flows recovered from a dump", len(events))
         for event in events:
-            if self.engine is not None:
+            if self.engine is not None and not internal(event, self._own):
                 self.engine.offer("conntrack", event)
 
     async def _sample_table(self, now: float) -> None:

@@ -1,9 +1,11 @@
 """The watcher service's wiring without a kernel: a new policy revision rebuilds the
-detectors and keeps the baseline; the status report says what runs."""
+detectors and keeps the baseline; traffic from the appliance to itself is not shown to the
+detectors; the status report says what runs."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,12 @@ from gateway.policy.detection import Detection
 from gateway.policy.model import Policy
 from gateway.watch import service as service_mod
 from gateway.watch.baseline import Baseline, Learned
+from gateway.watch.detectors.base import ArpEvent
 from gateway.watch.detectors.scan import VerticalScanDetector, VerticalScanSettings
-from gateway.watch.service import WatchService
+from gateway.watch.service import WatchService, internal
 from gateway.watch.sources.packets import Interfaces
 from gateway.watch.status import read_status
-from tests.unit.watch.netkit import _LAB, GW_LAN, HUB1, T0, flow
+from tests.unit.watch.netkit import _LAB, GW_LAN, GW_WAN, HUB1, T0, flow, packet, udp
 
 
 class Pipeline:
@@ -110,6 +113,20 @@ def test_a_new_policy_revision_rebuilds_the_detectors_and_keeps_the_baseline(
     assert pipeline.observer.mode == "protecting"  # alerts say so from now on
     assert rebuilt.stats is engine.stats and rebuilt.stats.events["conntrack"] == 1
     assert rebuilt.site.zone_of(HUB1) == "hubs"
+
+
+def test_traffic_from_the_appliance_to_itself_is_internal() -> None:
+    own = frozenset({GW_LAN, GW_WAN, "127.0.0.1", "::1"})
+    assert internal(flow(GW_LAN, GW_LAN, 123, proto="udp"), own)  # the NTP monitor's check
+    assert internal(flow(GW_WAN, GW_LAN, 443), own)
+    assert internal(flow("127.0.0.1", "127.0.0.53", 53, proto="udp"), frozenset())
+    assert internal(dataclasses.replace(flow(GW_LAN, GW_LAN, 1), src="::1", dst="::1"), own)
+    assert internal(packet(udp(GW_LAN, GW_LAN, 40000, 123), "ntp"), own)
+    assert not internal(flow(HUB1, GW_LAN, 443), own)
+    assert not internal(flow(GW_LAN, HUB1, 9100), own)
+    assert not internal(packet(udp(GW_WAN, "198.19.0.123", 40000, 123), "ntp"), own)
+    arp = ArpEvent(T0, "lan0", "request", "02:00:00:00:00:01", GW_LAN, GW_LAN)
+    assert not internal(arp, own)  # ARP is judged by the asset rules, whoever sends it
 
 
 def test_the_status_report_says_what_runs(tmp_path: Path) -> None:
