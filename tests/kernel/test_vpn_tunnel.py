@@ -8,6 +8,7 @@ on, restart plantgated, kill wireguard-go, and run a second lab beside the first
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -21,11 +22,11 @@ from typing import Any
 import pytest
 
 from gateway.lab import lab as lab_ops
-from gateway.lab import services, support, topology
+from gateway.lab import netns, services, support, topology
 from gateway.lab.probe import Probe, run_probes
 from gateway.lab.services import LabPaths
 from tests.kernel.conftest import Lab, new_prefix, teardown_lab
-from tests.kernel.policy_lab import LAB_POLICY, open_gate, run_in
+from tests.kernel.policy_lab import LAB_POLICY, open_gate, run_in, set_elements
 
 ALICE = topology.STAFF_ADDRESSES[0]
 GW_TUNNEL = topology.GW_TUNNEL
@@ -137,6 +138,71 @@ def test_a_gate_element_lets_a_real_ssh_login_through_the_tunnel(vpn_lab: Lab) -
         assert ssh(vpn_lab, HUB1) == (0, f"{support.SSH_BANNER} hub1\n")
     finally:
         run_in(gw, "nft", "flush", "set", "inet", "plantgate", "gate_support_v4")
+
+
+def gate(lab: Lab, *args: str) -> dict[str, Any]:
+    """`plantgate gate ARGS --json` on gw, as the plant's people run it."""
+    code, out, err = cli(lab, "gate", *args, "--json")
+    assert code == 0, err
+    record: dict[str, Any] = json.loads(out)
+    return record
+
+
+def test_an_approved_gate_expires_in_the_kernel_with_plantgated_sigkilled(vpn_lab: Lab) -> None:
+    """Issue 5: the gate opened through `plantgate gate` (request, approval by someone else,
+    open) lets alice log in to hub1 through the real tunnel; plantgated is SIGKILLed before
+    the window ends; the kernel closes the gate within a second of the end, and the session
+    alice holds open to hub1's sshd at that moment ends (its next segment is reset)."""
+    paths = paths_of(vpn_lab)
+    assert wait_for(lambda: vpn_status(vpn_lab)["state"] == "up", 15)
+    made = gate(
+        vpn_lab, "request", "alice", "--to", f"{HUB1}:ssh", "--for", "10s",
+        "--reason", "expiry with plantgated dead", "--as", "carol",
+    )  # fmt: skip
+    gate(vpn_lab, "approve", str(made["id"]), "--as", "dave")
+    opened = gate(vpn_lab, "open", str(made["id"]), "--as", "erin")
+    end = datetime.datetime.fromisoformat(opened["end"])
+
+    def until() -> float:
+        return (end - datetime.datetime.now(datetime.UTC)).total_seconds()
+
+    session = netns.socket_in_netns(vpn_lab.ns("staff"))
+    daemon = services.running_pid(paths, "plantgated", [vpn_lab.ns("gw")])
+    try:
+        assert ssh(vpn_lab, HUB1) == (0, f"{support.SSH_BANNER} hub1\n")
+        session.bind((ALICE, 0))
+        session.settimeout(3)
+        session.connect((HUB1, 22))
+        assert session.recv(64).startswith(b"SSH-")  # sshd's greeting, through the tunnel
+        assert daemon is not None
+        os.kill(daemon, signal.SIGKILL)
+        assert wait_for(lambda: not services.is_alive(daemon), 5)
+        time.sleep(max(0.0, until() - 1.0))
+        assert set_elements(vpn_lab.ns("gw"), "gate_support_v4") and until() > 0, (
+            "the gate closed early"
+        )
+        time.sleep(max(0.0, until() + 1.0))  # one second after the end of the window
+        assert set_elements(vpn_lab.ns("gw"), "gate_support_v4") == []
+        assert services.running_pid(paths, "plantgated", [vpn_lab.ns("gw")]) is None
+        try:
+            session.sendall(b"SSH-2.0-expiry-test\r\n")
+            time.sleep(0.3)
+            session.sendall(b"still there?")
+            ended = session.recv(64) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            ended = True
+        except TimeoutError:
+            ended = False
+        assert ended, "alice's session to hub1 outlived the gate"
+        code, said = ssh(vpn_lab, HUB1, timeout=2)
+        assert code == 255 and "timed out" in said
+    finally:
+        session.close()
+        if services.running_pid(paths, "plantgated", [vpn_lab.ns("gw")]) is None:
+            services.start_service(paths, services.daemon_spec(paths, LAB_POLICY))
+    listed = gate(vpn_lab, "list", "--all")
+    assert [(r["status"], r["closed_by"]) for r in listed] == [("closed", "expiry")]
+    assert wait_for(lambda: vpn_status(vpn_lab)["state"] == "up", 15)
 
 
 def test_vpn_disable_removes_the_tunnel_and_it_stays_off_across_a_restart(vpn_lab: Lab) -> None:
