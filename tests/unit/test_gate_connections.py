@@ -4,9 +4,18 @@ guard the compiler adds for gated support."""
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
+from gateway.audit import AuditLog
+from gateway.events import Event
 from gateway.policy.compile import compile_policy
-from gateway.vpn.connections import Directory, Flow, SupportConnections, name_record
+from gateway.vpn.connections import (
+    Directory,
+    Flow,
+    SupportConnections,
+    name_record,
+    record_connection,
+)
 from gateway.vpn.gate import Grant
 from tests.unit.conftest import POLICIES, load
 
@@ -56,6 +65,32 @@ def test_a_staff_flow_gives_a_start_and_an_end_record() -> None:
     )
     assert (ended["bytes_from_staff"], ended["bytes_to_staff"]) == (3000, 9000)
     assert pairing.open == {}
+
+
+def test_each_record_is_published_and_written_to_the_hash_chained_audit_log(
+    tmp_path: Path,
+) -> None:
+    """What plantgated does with a record (issue 5, Record): a `support.connection` event
+    and an audit entry in the staff member's name, the chain intact."""
+    published: list[Event] = []
+    sink = record_connection(tmp_path, published.append)
+    pairing = SupportConnections()
+    for fed in (flow("new"), flow("destroy", 60, bytes_orig=10, bytes_reply=20)):
+        record = pairing.feed(fed, DIRECTORY)
+        assert record is not None
+        sink(name_record(record, DIRECTORY))
+    assert [(e.kind, e.fields["state"]) for e in published] == [
+        ("support.connection", "started"),
+        ("support.connection", "ended"),
+    ]
+    audit = AuditLog(tmp_path)
+    entries = [(e.actor, e.action, e.details["state"]) for e in audit.entries()]
+    assert entries == [
+        ("alice", "support.connection", "started"),
+        ("alice", "support.connection", "ended"),
+    ]
+    assert audit.entries()[1].details["target"] == HUB1
+    assert audit.verify().ok
 
 
 def test_other_flows_are_not_support_connections() -> None:
