@@ -11,9 +11,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import queue
 import signal
+import socket
 import stat
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -203,6 +207,122 @@ def test_an_approved_gate_expires_in_the_kernel_with_plantgated_sigkilled(vpn_la
     listed = gate(vpn_lab, "list", "--all")
     assert [(r["status"], r["closed_by"]) for r in listed] == [("closed", "expiry")]
     assert wait_for(lambda: vpn_status(vpn_lab)["state"] == "up", 15)
+
+
+# A second address of hub1 (inside the hubs zone, so a gate may grant it) for the ticker:
+# hub1's sshd holds port 22 on hub1's own address.
+TICKER = "198.18.10.111"
+TICKER_SCRIPT = """
+import socket, sys, time
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind((sys.argv[1], 22))
+server.listen(1)
+server.settimeout(30)
+print("listening", flush=True)
+conn, peer = server.accept()
+print("accepted", peer[0], flush=True)
+ticks = 0
+try:
+    while ticks < 300:
+        conn.sendall(b"tick\\n")
+        ticks += 1
+        time.sleep(0.1)
+    print("still open after", ticks, "ticks", flush=True)
+except OSError as exc:
+    print("ended", type(exc).__name__, "after", ticks, "ticks", flush=True)
+"""
+
+
+class Lines:
+    """What a process prints, line by line, read by a thread so that waits can time out."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self.thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.queue.put(line.strip())
+
+    def next(self, timeout: float) -> str:
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return f"(nothing within {timeout} s)"
+
+
+def _ended(session: socket.socket, timeout: float = 3.0) -> str:
+    """How the staff end learns that its session is over: it speaks, and reads until the
+    reset (or end of stream) comes; ticks sent before the close may still be queued."""
+    deadline = time.monotonic() + timeout
+    try:
+        session.sendall(b"still there?")
+        while time.monotonic() < deadline:
+            session.settimeout(max(0.05, deadline - time.monotonic()))
+            if session.recv(4096) == b"":
+                return "closed"
+            session.sendall(b"still there?")
+            time.sleep(0.1)
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        return type(exc).__name__
+    except TimeoutError:
+        pass
+    return "open"
+
+
+def test_closing_the_gate_resets_the_hub_end_of_a_session_through_the_tunnel(
+    vpn_lab: Lab,
+) -> None:
+    """A server on hub1 that speaks unprompted (a tick every 100 ms: the lab's sshd only
+    answers, so its end of a session could not show this) serves alice through the real
+    tunnel. `plantgate gate close` must end the session at both ends: the hub's next tick
+    meets the grant guard, whose reset from alice's address must get back to the hub (the
+    kill switch's one exception to "nothing leaves with a tunnel source"), and alice's
+    next segment is reset too."""
+    paths = paths_of(vpn_lab)
+    assert wait_for(lambda: vpn_status(vpn_lab)["state"] == "up", 15)
+    added = services.run_on(paths, "hub1", ["ip", "addr", "add", f"{TICKER}/24", "dev", "eth0"])
+    assert added.returncode == 0, added.stderr
+    ticker = subprocess.Popen(
+        services.host_command(paths, "hub1", [sys.executable, "-c", TICKER_SCRIPT, TICKER]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    said = Lines(ticker)
+    session = netns.socket_in_netns(vpn_lab.ns("staff"))
+    try:
+        assert said.next(10) == "listening"
+        made = gate(
+            vpn_lab, "request", "alice", "--to", f"{TICKER}:ssh", "--for", "10m",
+            "--reason", "hub end of a closed session", "--as", "carol",
+        )  # fmt: skip
+        gate(vpn_lab, "approve", str(made["id"]), "--as", "dave")
+        gate(vpn_lab, "open", str(made["id"]), "--as", "erin")
+        session.bind((ALICE, 0))
+        session.settimeout(3)
+        session.connect((TICKER, 22))
+        assert said.next(5) == f"accepted {ALICE}"
+        received = b""
+        while received.count(b"tick\n") < 3:  # the hub's ticks come through the tunnel
+            received += session.recv(64)
+
+        closed = gate(vpn_lab, "close", str(made["id"]), "--as", "erin")
+        assert closed["status"] == "closed"
+        ended = said.next(2.0)  # a tick every 100 ms: the reset comes with the next one
+        assert ended.startswith(("ended ConnectionResetError", "ended BrokenPipeError")), (
+            f"the hub's end of the session outlived the gate: {ended}"
+        )
+        assert _ended(session) in ("ConnectionResetError", "BrokenPipeError", "closed")
+    finally:
+        session.close()
+        ticker.kill()
+        ticker.wait(timeout=5)
+        services.run_on(paths, "hub1", ["ip", "addr", "del", f"{TICKER}/24", "dev", "eth0"])
+        run_in(vpn_lab.ns("gw"), "nft", "flush", "set", "inet", "plantgate", "gate_support_v4")
 
 
 def test_vpn_disable_removes_the_tunnel_and_it_stays_off_across_a_restart(vpn_lab: Lab) -> None:
