@@ -5,8 +5,10 @@ mode, the gate closed, the concentrator in upstream, staff behind it). The leak 
 captures (`gateway.lab.leaks`) run for the whole loop on the physical side (gw's `wan0`, the
 plant's `eth0` and `up0`) and inside the tunnel at the concentrator (`wg-conc`). First the
 positive control (marked packets every capture must see); then N transitions (default 200),
-each chosen at random (seeded, so a run can be replayed) among those the current state
-allows:
+planned up front from the seed alone (`bench/leakplan.py`: one seed, one sequence of
+transitions, whatever the lab's timing; weighted so that a broken tunnel is healed often and
+the tunnel is up with the gate open for a good share of the bursts). A planned transition
+that does not apply to the lab as the loop finds it is a no-op, recorded as such:
 
     concentrator stop / start         the tunnel down; back, with the handshake to come
     wireguard-go SIGKILL              plantgated restarts it after its backoff, if it runs
@@ -18,19 +20,22 @@ allows:
     endpoint expiry                   the concentrator's address leaves the firewall's set
     WireGuard rekey                   gw's WireGuard shakes hands anew now, as it does after
                                       two minutes (a restarted concentrator waits for it)
+    heal                              the tunnel up again, gate and IPv6 as they are
+                                      (`LeakLab.heal`: processes back, VPN on, endpoint
+                                      renewed, a fresh handshake)
 
 and after each, at once, a burst of probes (TCP, UDP, ICMP; IPv6 too while it is on) from
 gw and hub1 toward the staff and the concentrator's inner address, and from alice and
 mallory toward gw and hub1, then the positive control again. Counted: leaked packets on
 any capture (goal 0), forbidden probes answered (goal 0), positive-control packets seen per
 capture point (must be > 0), granted connections (alice -> hub1 ssh while the gate is open:
-how often the tunnel under test was usable), and the time each transition took.
+how often the tunnel under test was usable), how many bursts found the tunnel up (a live
+handshake at both ends) and the gate open, and the time each transition took.
 """
 
 from __future__ import annotations
 
 import bisect
-import random
 import tempfile
 import time
 from collections import Counter
@@ -38,9 +43,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import leakplan
 from bench.stats import Summary, summarize
 from gateway.lab import lab
-from gateway.lab.leaks import ALICE, HUB1, Captures, LeakLab, LeakRun
+from gateway.lab.leaks import ALICE, HUB1, Captures, LeakLab, LeakLabError, LeakRun
 from gateway.vpn.leakcheck import Tally
 
 TRANSITIONS = 200
@@ -95,6 +101,7 @@ ACTIONS: dict[str, Action] = {
     "IPv6 off": (lambda s: s.ipv6, lambda lab: lab.ipv6_off()),
     "endpoint expiry": (lambda s: s.endpoint, lambda lab: lab.expire_endpoint()),
     "WireGuard rekey": (lambda s: s.wireguard, lambda lab: lab.kick()),
+    leakplan.HEAL: (lambda s: True, lambda lab: lab.heal()),  # a no-op when nothing to heal
 }
 
 
@@ -102,8 +109,12 @@ ACTIONS: dict[str, Action] = {
 class Step:
     number: int
     action: str
+    outcome: str  # "done", "no-op" (it did not apply to the lab as found), "failed"
+    detail: str  # what a heal did, why a transition failed
     before: str
     tunnel_before: bool  # the tunnel was up when the transition came
+    tunnel_at_burst: bool  # ... and when the probe burst after it began
+    gate_at_burst: bool
     started: float  # wall clock
     seconds: float  # the transition's own duration
     probes: int
@@ -134,6 +145,11 @@ class LeaksRun:
     granted: int
     granted_answered: int
     tunnel_up_steps: int  # transitions that came while the tunnel was up
+    tunnel_up_bursts: int  # bursts that began with the tunnel up
+    open_up_bursts: int  # ... up, with the gate open
+    open_bursts: int  # bursts with the gate open
+    noops: int  # planned transitions that did not apply to the lab as found
+    failures: tuple[str, ...]  # transitions that failed (a heal that did not bring it up)
     packets: dict[str, int]  # packets captured per capture point
     drops: dict[str, int]  # the kernel's capture drops per namespace
     actions: tuple[ActionTimes, ...]
@@ -154,6 +170,11 @@ class LeaksRun:
             "granted_attempts": self.granted,
             "granted_answered": self.granted_answered,
             "tunnel_up_steps": self.tunnel_up_steps,
+            "tunnel_up_bursts": self.tunnel_up_bursts,
+            "gate_open_tunnel_up_bursts": self.open_up_bursts,
+            "gate_open_bursts": self.open_bursts,
+            "noops": self.noops,
+            "failures": list(self.failures),
             "packets_captured": self.packets,
             "capture_drops": self.drops,
             "per_transition_s": self.per_transition.to_dict(),
@@ -166,8 +187,12 @@ class LeaksRun:
                 {
                     "n": s.number,
                     "action": s.action,
+                    "outcome": s.outcome,
+                    "detail": s.detail,
                     "before": s.before,
                     "tunnel_before": s.tunnel_before,
+                    "tunnel_at_burst": s.tunnel_at_burst,
+                    "gate_at_burst": s.gate_at_burst,
                     "seconds": s.seconds,
                     "probes": s.probes,
                     "forbidden_answered": s.forbidden_answered,
@@ -191,26 +216,34 @@ def observe(leaklab: LeakLab) -> Observed:
     )
 
 
-def choose(rng: random.Random, state: Observed) -> str:
-    """A transition the state allows (uniform among them; seeded)."""
-    return rng.choice(sorted(name for name, (allowed, _) in ACTIONS.items() if allowed(state)))
+def apply(lab: LeakLab, action: str, state: Observed) -> tuple[str, str]:
+    """Runs a planned transition on the lab as found: (outcome, detail)."""
+    allowed, perform = ACTIONS[action]
+    if not allowed(state):
+        return "no-op", ""
+    try:
+        did = perform(lab)
+    except LeakLabError as exc:
+        return "failed", str(exc)
+    if action == leakplan.HEAL and isinstance(did, list):
+        return ("done", ", ".join(did)) if did else ("no-op", "the tunnel was up")
+    return "done", ""
 
 
 def loop(
     run: LeakRun, transitions: int, seed: int, progress: Callable[[str], None]
 ) -> tuple[list[Step], list[str]]:
     """The chaos loop; returns its steps and the text of every forbidden probe answered."""
-    rng = random.Random(seed)
     steps: list[Step] = []
     breaches: list[str] = []
-    for number in range(1, transitions + 1):
+    for number, action in enumerate(leakplan.plan(seed, transitions), start=1):
         state = observe(run.lab)
-        action = choose(rng, state)
         started, clock = time.time(), time.perf_counter()
-        ACTIONS[action][1](run.lab)
+        outcome, detail = apply(run.lab, action, state)
         seconds = time.perf_counter() - clock
         if run.lab.ipv6:
             run.lab.ensure_tunnel_ipv6()
+        up, gate = run.lab.tunnel_up(), bool(run.lab.gate)
         results = run.burst(ipv6=run.lab.ipv6)
         run.control(tunnel=run.lab.concentrator_pid() is not None)
         granted = [r for r in results if r.probe.granted]
@@ -220,8 +253,12 @@ def loop(
             Step(
                 number,
                 action,
+                outcome,
+                detail,
                 state.text(),
                 state.tunnel,
+                up,
+                gate,
                 started,
                 seconds,
                 len(results),
@@ -260,7 +297,8 @@ def summarise(
     )
     by_action: dict[str, list[float]] = {}
     for step in steps:
-        by_action.setdefault(step.action, []).append(step.seconds)
+        if step.outcome == "done":  # a no-op's time is the look, not the transition
+            by_action.setdefault(step.action, []).append(step.seconds)
     ends = [s.started for s in steps[1:]]
     per_transition = [b - a.started for a, b in zip(steps, ends, strict=False)]
     points = [*PHYSICAL, TUNNEL]
@@ -279,6 +317,13 @@ def summarise(
         granted=sum(s.granted for s in steps),
         granted_answered=sum(s.granted_answered for s in steps),
         tunnel_up_steps=sum(1 for s in steps if s.tunnel_before),
+        tunnel_up_bursts=sum(1 for s in steps if s.tunnel_at_burst),
+        open_up_bursts=sum(1 for s in steps if s.tunnel_at_burst and s.gate_at_burst),
+        open_bursts=sum(1 for s in steps if s.gate_at_burst),
+        noops=sum(1 for s in steps if s.outcome == "no-op"),
+        failures=tuple(
+            f"step {s.number} ({s.action}): {s.detail}" for s in steps if s.outcome == "failed"
+        ),
         packets={point: verdicts.packets(point) for point in points},
         drops=captures.drops(),
         actions=tuple(

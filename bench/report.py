@@ -288,8 +288,9 @@ def vpn_table(run: VpnRun) -> Table:
 def leaks_table(run: LeaksRun) -> Table:
     """The chaos loop: each kind of transition, how often it came and what it took."""
     table = Table(
-        title=f"Support tunnel leaks: chaos loop of {run.transitions} random transitions "
-        f"(seed {run.seed}), probes after each; transition times (median, min–max below)",
+        title=f"Support tunnel leaks: chaos loop of {run.transitions} transitions planned "
+        f"from seed {run.seed}, probes after each; transition times (median, min–max below; "
+        "no-ops left out)",
         title_justify="left",
     )
     for header in ("transition", "count", "transition\ntakes"):
@@ -320,14 +321,18 @@ def leaks_lines(run: LeaksRun) -> list[str]:
         f"positive control seen: {per_point(run.control_hits)} "
         f"({'every capture' if control_ok else 'MISSING on a capture: the loop was blind there'})",
         f"granted ssh (alice -> hub1 while the gate was open): {run.granted_answered} of "
-        f"{run.granted} connected; the tunnel was up (a live handshake at both ends) before "
-        f"{run.tunnel_up_steps} of {run.transitions} transitions",
+        f"{run.granted} connected; the tunnel was up (a live handshake at both ends) at "
+        f"{run.tunnel_up_bursts} of {run.transitions} bursts, with the gate open at "
+        f"{run.open_up_bursts} (before {run.tunnel_up_steps} transitions)",
+        f"planned transitions that were no-ops on the lab as found: {run.noops}; "
+        f"failed: {len(run.failures)}",
         f"packets captured: {per_point(run.packets)}; capture drops: {per_point(run.drops)}",
         f"loop: {seconds(run.loop_seconds)} for {run.transitions} transitions",
     ]
     lines += [f"leak: {reason} x{count}" for reason, count in run.leaks_by_reason.items()]
     lines += [f"  {example}" for example in run.leak_examples]
     lines += [f"forbidden answered: {example}" for example in run.breach_examples]
+    lines += [f"failed: {failure}" for failure in run.failures[:20]]
     return lines
 
 

@@ -4,8 +4,9 @@ The concentrator stopped and started, wireguard-go or plantgated killed with SIG
 `plantgate vpn disable|enable`, the gate opened and closed by its nftables element, the
 concentrator's address expiring from the firewall's endpoint set, IPv6 switched on in gw,
 the hub and the plant (and on the tunnel, with IPv6 allowed in WireGuard on both ends, so
-that only the kill switch stands in the way), and `baseline()` back to the tunnel up in
-gated mode with the gate closed.
+that only the kill switch stands in the way); `heal()` brings the tunnel back up with the
+gate and IPv6 as they are, and `baseline()` back to the tunnel up in gated mode with the
+gate closed.
 
 One arrangement is made in the lab for the test (`prepare`): a blackhole default route in
 the concentrator's staff table (`upstream`, table 201, behind the `wg-conc` route). Without
@@ -43,9 +44,11 @@ from gateway.policy.load import load_file
 from gateway.policy.operations import vpn_override
 from gateway.vpn import keys, wg
 from gateway.vpn.leakcheck import Facts, Markers, facts_for
-from gateway.vpn.tunnel import desired_tunnel
+from gateway.vpn.tunnel import PIN_TIMEOUT_S, desired_tunnel
 
 STAFF_TABLE_BLACKHOLE_METRIC = 4000
+ENDPOINT_SET = "ep_support-concentrator_v4"
+WIREGUARD_RESTART_WAIT_S = 3.0
 
 
 class LeakLabError(RuntimeError):
@@ -219,14 +222,21 @@ class LeakLab:
 
     def endpoint_present(self) -> bool:
         """Whether the firewall's endpoint set holds an address for the concentrator."""
-        argv = ["nft", "-j", "list", "set", "inet", "plantgate", "ep_support-concentrator_v4"]
+        argv = ["nft", "-j", "list", "set", "inet", "plantgate", ENDPOINT_SET]
         done = services.run_on(self.paths, "gw", argv, 10)
         return done.returncode == 0 and '"elem"' in done.stdout
 
     def expire_endpoint(self) -> None:
         """The concentrator's address leaves the firewall's endpoint set, as when its pin
         and DNS TTL run out with nobody to renew them."""
-        self.nft("flush", "set", "inet", "plantgate", "ep_support-concentrator_v4")
+        self.nft("flush", "set", "inet", "plantgate", ENDPOINT_SET)
+
+    def renew_endpoint(self) -> None:
+        """The concentrator's address back in the endpoint set for as long as plantgated
+        pins it, as when the name resolves again (a running plantgated only re-resolves on
+        its schedule, which the loop does not wait for)."""
+        element = f"{{ {topology.SUPPORT_ADDR} timeout {PIN_TIMEOUT_S}s }}"
+        self.nft("add", "element", "inet", "plantgate", ENDPOINT_SET, element)
 
     def kick(self) -> None:
         """Make gw's WireGuard shake hands now: its peer removed and added again as it was.
@@ -343,7 +353,46 @@ class LeakLab:
             )
         self._concentrator_ipv6(False)
 
-    # ------------------------------------------------------------ the known baseline
+    # ------------------------------------------------------------ the way back
+
+    def heal(self, timeout: float = 30.0) -> list[str]:
+        """The tunnel up again, the gate and IPv6 left as they are: the VPN enabled, the
+        concentrator and plantgated running, the endpoint known, a live handshake at both
+        ends. Returns what it did (nothing when there was nothing to heal).
+
+        A plantgated whose wireguard-go is gone restarts it after a backoff that doubles up
+        to a minute; if it has not within `WIREGUARD_RESTART_WAIT_S`, plantgated is
+        restarted (as someone would). A restarted concentrator forgot gw's session: gw's
+        WireGuard is made to shake hands anew at once rather than after two minutes.
+        """
+        did: list[str] = []
+        if not self.vpn_enabled() or self._off_since is not None:
+            self.set_vpn(True)
+            did.append("vpn enable")
+        if self.concentrator_pid() is None:
+            self.start_concentrator()
+            did.append("concentrator start")
+        if not self.endpoint_present():
+            self.renew_endpoint()
+            did.append("endpoint renewed")
+        if self.daemon_pid() is None:
+            self.start_daemon()
+            did.append("plantgated start")
+        elif not self.wireguard_pids() and not self.tunnel_exists():
+            try:
+                _wait(self.tunnel_exists, WIREGUARD_RESTART_WAIT_S, "wireguard-go's restart")
+            except LeakLabError:
+                self.kill_daemon()
+                self.start_daemon()
+                did.append("plantgated restart")
+        _wait(self.tunnel_exists, 15.0, "plantgated to bring the tunnel interface up")
+        if self.tunnel_up():
+            return did
+        if "concentrator start" in did:
+            self.kick()
+            did.append("rekey")
+        self.wait_up(timeout)
+        return did or ["waited"]
 
     def baseline(self) -> float:
         """Tunnel up in gated mode, gate closed, IPv4 only, every process running; returns
@@ -353,14 +402,7 @@ class LeakLab:
             self.ipv6_off()
         if self.gate:
             self.close_gate()
-        if not self.vpn_enabled() or self._off_since is not None:
-            self.set_vpn(True)
-        if self.concentrator_pid() is None:
-            self.start_concentrator()
-        if self.daemon_pid() is None:
-            self.start_daemon()
-        _wait(self.tunnel_exists, 15.0, "plantgated to bring the tunnel interface up")
-        self.wait_up()
+        self.heal()
         return time.monotonic() - started
 
 
