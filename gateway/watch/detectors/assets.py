@@ -63,6 +63,7 @@ class AssetSettings(DetectorSettings):
 
 class AssetDetector:
     name = "assets"
+    accepts = frozenset({"arp"})
 
     def __init__(self, settings: AssetSettings, learned: Learned) -> None:
         self.settings = settings

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 from gateway.alerts.record import Trigger
 from gateway.events import Event
@@ -137,6 +137,10 @@ class Detector(Protocol):
 
     State must be bounded (TTL/LRU tables with a stated maximum); `state_size` reports it
     so tests and metrics can prove the bound.
+
+    A detector may also have `accepts`, the set of routes (`route_of`) of the events it
+    looks at; the engine then hands it only those. Without it, it sees every event. It is a
+    promise about `observe`: an event on another route must give no triggers.
     """
 
     name: str
@@ -146,6 +150,27 @@ class Detector(Protocol):
     def tick(self, ts: float) -> Sequence[Trigger]: ...
 
     def state_size(self) -> int: ...
+
+
+ROUTES: dict[type, str] = {
+    ArpEvent: "arp",
+    FlowEvent: "flow",
+    TableEvent: "table",
+    LinkEvent: "link",
+    ComponentEvent: "component",
+}
+"""The route of each event type but `PacketEvent`, whose route is `packet:<kind>`."""
+
+PACKET_ROUTES: dict[str, str] = {kind: f"packet:{kind}" for kind in get_args(PacketKind)}
+# the routes of events that reach the scan, hub-agent, egress and SSH detectors
+ATTEMPT_ROUTES = frozenset({"packet:drop", "packet:new", "packet:accept", "flow"})
+
+
+def route_of(event: WatchEvent) -> str:
+    """`packet:drop`, `packet:dns`, ..., `arp`, `flow`, `table`, `link`, `component`."""
+    if isinstance(event, PacketEvent):
+        return PACKET_ROUTES.get(event.kind, f"packet:{event.kind}")
+    return ROUTES.get(type(event), type(event).__name__)
 
 
 def trigger_time(ts: float) -> datetime.datetime:

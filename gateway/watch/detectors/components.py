@@ -350,6 +350,7 @@ class ComponentDetector:
     """Policy and MES events -> triggers. State: two `Tally`s and a small dedupe table."""
 
     name = "components"
+    accepts = frozenset({"component"})
 
     def __init__(self, settings: ComponentSettings | None = None) -> None:
         self.settings = s = settings or ComponentSettings()

@@ -71,6 +71,7 @@ class DeniedSettings(DetectorSettings):
 
 class DeniedFlowDetector:
     name = "policy-denied"
+    accepts = frozenset({"packet:drop"})
 
     def __init__(self, settings: DeniedSettings) -> None:
         self.settings = settings

@@ -169,6 +169,7 @@ class DnsDetector:
     """`pg dns:` packets -> DNS triggers. State: four `Tally`s of at most `max_tracked`."""
 
     name = "dns"
+    accepts = frozenset({"packet:dns"})
 
     def __init__(self, settings: DnsSettings | None = None) -> None:
         self.settings = s = settings or DnsSettings()

@@ -26,6 +26,7 @@ from pydantic import Field
 from gateway.alerts import attack
 from gateway.alerts.record import Evidence, Rule, Severity, Trigger
 from gateway.watch.detectors.base import (
+    ATTEMPT_ROUTES,
     FlowEvent,
     PacketEvent,
     SiteView,
@@ -60,6 +61,7 @@ class EgressSettings(DetectorSettings):
 
 class EgressDetector:
     name = "egress"
+    accepts = ATTEMPT_ROUTES
 
     def __init__(self, settings: EgressSettings) -> None:
         self.settings = settings

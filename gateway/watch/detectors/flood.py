@@ -104,6 +104,7 @@ class _Rate:
 
 class FloodDetector:
     name = "flood"
+    accepts = frozenset({"table", "flow", "packet:drop"})
 
     def __init__(self, settings: FloodSettings) -> None:
         self.settings = settings

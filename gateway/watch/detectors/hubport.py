@@ -18,7 +18,7 @@ from pydantic import Field
 
 from gateway.alerts import attack
 from gateway.alerts.record import Evidence, Rule, Severity, Trigger
-from gateway.watch.detectors.base import SiteView, WatchEvent, trigger_time
+from gateway.watch.detectors.base import ATTEMPT_ROUTES, SiteView, WatchEvent, trigger_time
 from gateway.watch.detectors.bounded import (
     DetectorSettings,
     KeyBudget,
@@ -47,6 +47,7 @@ class HubAgentSettings(DetectorSettings):
 
 class HubAgentDetector:
     name = "hub-agent"
+    accepts = ATTEMPT_ROUTES
 
     def __init__(self, settings: HubAgentSettings) -> None:
         self.settings = settings

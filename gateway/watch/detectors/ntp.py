@@ -114,6 +114,7 @@ class NtpDetector:
     """NTP monitor events and `pg ntp:` packets -> triggers. State: two `Tally`s."""
 
     name = "ntp"
+    accepts = frozenset({"packet:ntp", "component"})
 
     def __init__(self, settings: NtpSettings | None = None) -> None:
         self.settings = s = settings or NtpSettings()

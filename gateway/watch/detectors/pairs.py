@@ -59,6 +59,7 @@ class PairSettings(DetectorSettings):
 
 class NewPairDetector:
     name = "new-pair"
+    accepts = frozenset({"flow", "packet:new", "packet:accept"})
 
     def __init__(self, settings: PairSettings, learned: Learned) -> None:
         self.settings = settings

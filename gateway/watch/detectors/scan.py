@@ -36,6 +36,7 @@ from pydantic import Field
 from gateway.alerts import attack
 from gateway.alerts.record import Evidence, Rule, Severity, Trigger
 from gateway.watch.detectors.base import (
+    ATTEMPT_ROUTES,
     FlowEvent,
     PacketEvent,
     SiteView,
@@ -165,6 +166,7 @@ class _ScanDetector:
     """Shared machinery; subclasses say what the key and the target of an attempt are."""
 
     name = "scan"
+    accepts = ATTEMPT_ROUTES
     rule = VERTICAL
     ports = True  # targets are ports (vertical) or hosts (horizontal)
 

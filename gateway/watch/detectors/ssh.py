@@ -47,6 +47,7 @@ from gateway.alerts.record import (
     flow_network,
 )
 from gateway.watch.detectors.base import (
+    ATTEMPT_ROUTES,
     FlowEvent,
     PacketEvent,
     SiteView,
@@ -112,6 +113,7 @@ class SshDetector:
     """Flows and packets to SSH ports -> triggers. State: two `Tally`s."""
 
     name = "ssh"
+    accepts = ATTEMPT_ROUTES
 
     def __init__(self, settings: SshSettings | None = None) -> None:
         self.settings = s = settings or SshSettings()

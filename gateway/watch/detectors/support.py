@@ -147,6 +147,7 @@ class SupportDetector:
     a `Tally` of staff addresses, and a volume table of at most `max_tracked` addresses."""
 
     name = "support"
+    accepts = frozenset({"flow", "packet:drop", "component", "link"})
 
     def __init__(self, settings: SupportSettings | None = None) -> None:
         self.settings = s = settings or SupportSettings()

@@ -99,6 +99,7 @@ def looks_like(payload: bytes) -> str | None:
 
 class NonTlsDetector:
     name = "not-tls"
+    accepts = frozenset({"packet:tls"})
 
     def __init__(self, settings: TlsSettings) -> None:
         self.settings = settings
