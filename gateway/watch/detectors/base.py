@@ -25,7 +25,7 @@ from gateway.watch.sources.nflog import DecodedPacket
 PacketKind = Literal["drop", "new", "accept", "dns", "ntp", "arp", "tls"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)  # read-only, not frozen: sources/nflog.py says why
 class PacketEvent:
     """One packet the ruleset logged to the watcher (prefix `pg <kind> ...: `).
 
@@ -48,7 +48,7 @@ class PacketEvent:
     mac: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)  # read-only, not frozen: sources/nflog.py says why
 class ArpEvent:
     """An ARP message seen on the hub segment: who says which IP is at which MAC."""
 
@@ -60,7 +60,7 @@ class ArpEvent:
     target_ip: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)  # read-only, not frozen: sources/nflog.py says why
 class FlowEvent:
     """A conntrack flow starting or ending; counters are present on `end` when the
     kernel's accounting is on (orig = initiator to responder)."""

@@ -77,21 +77,25 @@ class EgressDetector:
         if not self.settings.enabled:
             return NO_TRIGGERS
         if isinstance(event, PacketEvent):
-            if event.kind not in PACKET_KINDS:
-                return NO_TRIGGERS
             p = event.packet
-            if p.src is None or p.dst is None:
+            src, dst = p.src, p.dst
+            if event.kind not in PACKET_KINDS or src is None or dst is None:
                 return NO_TRIGGERS
-            flow = (p.src, p.dst, p.proto, p.sport, p.dport, event.mac)
-            allowed = event.kind in ("new", "accept")
         elif isinstance(event, FlowEvent) and event.phase == "start":
-            flow = (event.src, event.dst, event.proto, event.sport, event.dport, None)
-            allowed = True
+            src, dst = event.src, event.dst
         else:
             return NO_TRIGGERS
-        src, dst = flow[0], flow[1]
+        # most traffic is not from a hub: ask that first, build the flow only for a hub's
         if site.role_of(src) != "hub" or site.is_appliance(dst) or site.role_of(dst) in LOCAL_ROLES:
             return NO_TRIGGERS
+        if isinstance(event, PacketEvent):
+            p = event.packet
+            flow = (src, dst, p.proto, p.sport, p.dport, event.mac)
+            allowed = event.kind in ("new", "accept")
+        else:
+            assert isinstance(event, FlowEvent)
+            flow = (src, dst, event.proto, event.sport, event.dport, None)
+            allowed = True
         where = site.zone_of(dst) or dst
         key = self._budget.admit(f"{src}>{where}", event.ts)
 

@@ -29,7 +29,7 @@ scans are at most `max_active`, the least recently seen evicted first).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydantic import Field
 
@@ -85,7 +85,7 @@ class HorizontalScanSettings(DetectorSettings):
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only, not frozen: sources/nflog.py says why
 class Attempt:
     """One connection attempt, from any source event."""
 
@@ -104,8 +104,31 @@ def is_syn(flags: str | None) -> bool:
     return flags is not None and "S" in flags and "A" not in flags
 
 
+class _Last:
+    """The last event `attempt_of` was asked about, and its answer: the engine hands one
+    event to the scan, hub-agent detectors in turn, and each asks."""
+
+    __slots__ = ("attempt", "event")
+
+    def __init__(self) -> None:
+        self.event: WatchEvent | None = None
+        self.attempt: Attempt | None = None
+
+
+_LAST = _Last()
+
+
 def attempt_of(event: WatchEvent) -> Attempt | None:
     """The connection attempt an event shows (None: not one, or not TCP/UDP)."""
+    last = _LAST
+    if last.event is event:
+        return last.attempt
+    attempt = _attempt_of(event)
+    last.event, last.attempt = event, attempt
+    return attempt
+
+
+def _attempt_of(event: WatchEvent) -> Attempt | None:
     if isinstance(event, PacketEvent):
         p = event.packet
         if event.kind not in ("drop", "new", "accept") or p.proto not in SCANNED_PROTOS:
@@ -125,13 +148,6 @@ def attempt_of(event: WatchEvent) -> Attempt | None:
             event.ts, event.src, event.dst, event.proto, event.sport, event.dport, "allowed", None
         )
     return None
-
-
-@dataclass(slots=True)
-class _Track:
-    """Targets (ports or hosts) of one source before the threshold: target -> last seen."""
-
-    seen: dict[object, float] = field(default_factory=dict)
 
 
 class _Active:
@@ -173,7 +189,8 @@ class _ScanDetector:
     def __init__(self, settings: VerticalScanSettings | HorizontalScanSettings) -> None:
         self.settings = settings
         window = settings.window_s
-        self._tracks: Recent[str, _Track] = Recent(settings.max_tracked, window)
+        # (source, target) -> {port or host: last seen}, before the threshold
+        self._tracks: Recent[str, dict[object, float]] = Recent(settings.max_tracked, window)
         self._active: Recent[str, _Active] = Recent(settings.max_active, window)
         self._reporter = Reporter(settings.report_every_s, settings.max_active, window)
 
@@ -200,11 +217,10 @@ class _ScanDetector:
                 return NO_TRIGGERS
             trigger = self._reporter.add(key, ts, lambda: self._trigger(attempt, site, current))
             return (trigger,) if trigger is not None else NO_TRIGGERS
-        track = self._tracks.touch(key, ts)
-        if track is None:
-            track = _Track()
-            self._tracks.put(key, track, ts)
-        seen = track.seen
+        seen = self._tracks.touch(key, ts)
+        if seen is None:
+            seen = {}
+            self._tracks.put(key, seen, ts)
         seen[target] = ts
         if len(seen) < self.settings.threshold:
             return NO_TRIGGERS

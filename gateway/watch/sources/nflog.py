@@ -30,6 +30,12 @@ Decisions worth knowing:
   ``2 nfnetlink_log``) and that outlives the reader, so kernel messages that use the default
   logger (``nf_conntrack_log_invalid``, for one) would go to group 0 instead of the kernel
   log. When sent, their ACKs are read and an error is logged, not raised.
+* :class:`DecodedPacket` and :class:`NflogPacket` (and the watch events built from them) are
+  made once per logged packet and only read afterwards. They are slotted dataclasses, not
+  frozen ones: a frozen dataclass sets each field through ``object.__setattr__``, and that
+  made building a packet's records about a fifth of the watcher's whole cost per event
+  (``python -m bench --only watch``; docs/decisions/0011-watcher.md). Treat them as
+  read-only; they compare and hash by value as before.
 * :meth:`NflogReader.read` is not thread-safe; use one reader per thread or task. For asyncio,
   register :meth:`NflogReader.fileno` with ``loop.add_reader`` and call ``read(0)``.
 """
@@ -48,7 +54,7 @@ import struct
 import time
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Final, Self, TypedDict
+from typing import Final, Self
 
 from gateway.netns import socket_in_netns
 
@@ -134,7 +140,7 @@ def _align4(n: int) -> int:
 # --- pure: IP packet decoding ------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, unsafe_hash=True)  # read-only, not frozen: see above
 class DecodedPacket:
     """The headers of one logged packet, as far as the copied bytes reach.
 
@@ -211,6 +217,8 @@ def _flag_text(flags: int) -> str:
 # Every 9-bit flag combination, precomputed: decoding runs once per logged packet.
 _FLAG_TEXT: Final = tuple(_flag_text(bits) for bits in range(512))
 _PORTS = struct.Struct("!HH")
+_IPV4 = struct.Struct("!BxHxxHBBxx4s4s")  # ver/ihl, total length, flags/frag, ttl, proto, src, dst
+_inet_ntoa = socket.inet_ntoa
 
 
 def decode_ip(payload: bytes) -> DecodedPacket | None:
@@ -234,13 +242,11 @@ def _decode_ipv4(b: bytes) -> DecodedPacket:
     # inet_ntoa (C), no intermediate records.
     if len(b) < 20:
         return DecodedPacket(version=4, truncated=True)
-    ihl = (b[0] & 0x0F) * 4
-    (total_len,) = _BE16.unpack_from(b, 2)
-    (frag_field,) = _BE16.unpack_from(b, 6)
+    first, total_len, frag_field, ttl, proto, src4, dst4 = _IPV4.unpack_from(b)
+    ihl = (first & 0x0F) * 4
     frag_offset = frag_field & 0x1FFF
     fragment = bool(frag_field & 0x2000) or frag_offset != 0
-    proto = b[9]
-    src, dst = socket.inet_ntoa(b[12:16]), socket.inet_ntoa(b[16:20])
+    src, dst = _inet_ntoa(src4), _inet_ntoa(dst4)
     name = _PROTO_NAMES.get(proto) or str(proto)
     bad_header = ihl < 20 or len(b) < ihl or 0 < total_len < ihl
     if bad_header or frag_offset != 0:  # a later fragment has no L4 header here
@@ -250,29 +256,18 @@ def _decode_ipv4(b: bytes) -> DecodedPacket:
             dst=dst,
             proto=name,
             proto_num=proto,
-            ttl=b[8],
+            ttl=ttl,
             length=total_len,
             fragment=fragment,
             truncated=bad_header,
         )
     end = total_len if ihl <= total_len <= len(b) else len(b)  # total_len 0: BIG TCP / TSO
     sport, dport, flags, icmp_type, icmp_code, truncated = _l4_fields(proto, b, ihl, end)
+    # positional, in field order: keyword arguments cost more than the decoding around them
     return DecodedPacket(
-        version=4,
-        src=src,
-        dst=dst,
-        proto=name,
-        proto_num=proto,
-        ttl=b[8],
-        length=total_len,
-        sport=sport,
-        dport=dport,
-        tcp_flags=flags,
-        icmp_type=icmp_type,
-        icmp_code=icmp_code,
-        fragment=fragment,
-        truncated=truncated,
-    )
+        4, src, dst, name, proto, ttl, total_len, sport, dport, flags, icmp_type, icmp_code,
+        fragment, truncated,
+    )  # fmt: skip
 
 
 _L4 = tuple[int | None, int | None, str | None, int | None, int | None, bool]
@@ -357,7 +352,7 @@ def _walk_ipv6_extensions(b: bytes, next_header: int) -> tuple[int, int, bool, b
 # --- pure: netlink message parsing and building ----------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, unsafe_hash=True)  # read-only, not frozen: see above
 class NflogPacket:
     """One packet logged by a ``log group`` rule, as nfnetlink_log delivered it.
 
@@ -412,84 +407,77 @@ class _Malformed(Exception):
     """A message whose lengths do not add up; counted, never raised out of this module."""
 
 
-class _PacketFields(TypedDict, total=False):
-    prefix: str
-    indev: int
-    outdev: int
-    hook: int
-    hw_protocol: int
-    mark: int
-    timestamp: float
-    payload: bytes
-    uid: int
-    gid: int
-    hwaddr: str
-
-
-def _u32(value: bytes) -> int:
-    if len(value) < 4:
+def _u32(data: bytes, start: int, end: int) -> int:
+    if end - start < 4:
         raise _Malformed("short u32 attribute")
-    result: int = _BE32.unpack_from(value)[0]
+    result: int = _BE32.unpack_from(data, start)[0]
     return result
 
 
-def _apply_attr(fields: _PacketFields, atype: int, value: bytes) -> None:
-    """Set the NflogPacket field(s) one attribute carries; unknown attributes are skipped."""
-    if atype == NFULA_PACKET_HDR:
-        if len(value) < _PACKET_HDR.size:
-            raise _Malformed("short packet header")
-        fields["hw_protocol"], fields["hook"] = _PACKET_HDR.unpack_from(value)
-    elif atype == NFULA_TIMESTAMP:
-        if len(value) < _TIMESTAMP.size:
-            raise _Malformed("short timestamp")
-        sec, usec = _TIMESTAMP.unpack_from(value)
-        fields["timestamp"] = sec + usec / 1_000_000
-    elif atype == NFULA_PREFIX:
-        fields["prefix"] = value.split(b"\0", 1)[0].decode("utf-8", "replace")
-    elif atype == NFULA_PAYLOAD:
-        fields["payload"] = bytes(value)
-    elif atype == NFULA_MARK:
-        fields["mark"] = _u32(value)
-    elif atype == NFULA_IFINDEX_INDEV:
-        fields["indev"] = _u32(value)
-    elif atype == NFULA_IFINDEX_OUTDEV:
-        fields["outdev"] = _u32(value)
-    elif atype == NFULA_HWADDR:
-        if len(value) < _HWADDR.size:
-            raise _Malformed("short hardware address")
-        hw_len, address = _HWADDR.unpack_from(value)
-        if 0 < hw_len <= len(address):
-            fields["hwaddr"] = address[:hw_len].hex(":")
-    elif atype == NFULA_UID:
-        fields["uid"] = _u32(value)
-    elif atype == NFULA_GID:
-        fields["gid"] = _u32(value)
-
-
 def _parse_packet(data: bytes, start: int, end: int) -> NflogPacket:
-    # The attribute walk is inlined, the common attributes first: this runs once per
-    # logged packet, and a generator plus a call per attribute cost more than the decoding.
-    # Attributes are 4-byte aligned; NLA_F_NESTED/NLA_F_NET_BYTEORDER are masked off.
+    # This runs once per logged packet, so the attribute walk is one loop with every
+    # attribute read in place (no slices but the payload and prefix, no call per
+    # attribute), in the order the kernel sends them. Attributes are 4-byte aligned;
+    # NLA_F_NESTED/NLA_F_NET_BYTEORDER are masked off; unknown ones are skipped.
     if end - start < _NFGENMSG.size:
         raise _Malformed("no nfgenmsg header")
     family, _version, group = _NFGENMSG.unpack_from(data, start)
-    fields = _PacketFields()
+    prefix, payload, mark = "", b"", 0
+    indev: int | None = None
+    outdev: int | None = None
+    hook: int | None = None
+    hw_protocol: int | None = None
+    timestamp: float | None = None
+    uid: int | None = None
+    gid: int | None = None
+    hwaddr: str | None = None
     offset = start + _NFGENMSG.size
     unpack_attr = _NLATTR.unpack_from
     while offset + 4 <= end:
         length, atype = unpack_attr(data, offset)
-        if length < 4 or offset + length > end:
+        stop = offset + length
+        if length < 4 or stop > end:
             raise _Malformed(f"attribute length {length} at offset {offset}")
         atype &= NLA_TYPE_MASK
-        if atype == NFULA_PAYLOAD:
-            fields["payload"] = data[offset + 4 : offset + length]
+        value = offset + 4
+        if atype > NFULA_GID:  # HWTYPE, HWLEN, HWHEADER, CT, ...: not read here
+            pass
+        elif atype == NFULA_PACKET_HDR:
+            if length - 4 < _PACKET_HDR.size:
+                raise _Malformed("short packet header")
+            hw_protocol, hook = _PACKET_HDR.unpack_from(data, value)
         elif atype == NFULA_PREFIX:
-            raw = data[offset + 4 : offset + length]
-            fields["prefix"] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-        else:
-            _apply_attr(fields, atype, data[offset + 4 : offset + length])
+            nul = data.find(b"\0", value, stop)
+            prefix = data[value : nul if nul >= 0 else stop].decode("utf-8", "replace")
+        elif atype == NFULA_IFINDEX_INDEV:
+            indev = _u32(data, value, stop)
+        elif atype == NFULA_HWADDR:
+            if length - 4 < _HWADDR.size:
+                raise _Malformed("short hardware address")
+            hw_len, address = _HWADDR.unpack_from(data, value)
+            if 0 < hw_len <= len(address):
+                hwaddr = address[:hw_len].hex(":")
+        elif atype == NFULA_TIMESTAMP:
+            if length - 4 < _TIMESTAMP.size:
+                raise _Malformed("short timestamp")
+            sec, usec = _TIMESTAMP.unpack_from(data, value)
+            timestamp = sec + usec / 1_000_000
+        elif atype == NFULA_PAYLOAD:
+            payload = data[value:stop]
+        elif atype == NFULA_IFINDEX_OUTDEV:
+            outdev = _u32(data, value, stop)
+        elif atype == NFULA_MARK:
+            mark = _u32(data, value, stop)
+        elif atype == NFULA_UID:
+            uid = _u32(data, value, stop)
+        elif atype == NFULA_GID:
+            gid = _u32(data, value, stop)
         offset += (length + 3) & ~3
-    return NflogPacket(group=group, family=family, **fields)
+    # positional, in field order (see _decode_ipv4)
+    return NflogPacket(
+        group, family, prefix, indev, outdev, hook, hw_protocol, mark, timestamp, payload, uid,
+        gid, hwaddr,
+    )  # fmt: skip
 
 
 def _parse_error(data: bytes, start: int, end: int, seq: int) -> NflogAck:
@@ -526,7 +514,7 @@ def parse_datagram(data: bytes) -> ParsedDatagram:
                 acks.append(_parse_error(data, body, end, seq))
         except _Malformed:
             malformed += 1
-        offset += _align4(length)
+        offset += (length + 3) & ~3  # NLMSG_ALIGN
     return ParsedDatagram(packets, acks, malformed)
 
 

@@ -38,8 +38,26 @@ class Prefix:
     hook: str | None = None
 
 
+_PREFIXES: dict[str, Prefix | None] = {}
+_PREFIXES_MAX = 1024  # a ruleset has a prefix per hook and per sampled rule
+
+
 def parse_prefix(prefix: str) -> Prefix | None:
-    """'pg drop input: ' -> Prefix('drop', hook='input'); None for a prefix not ours."""
+    """'pg drop input: ' -> Prefix('drop', hook='input'); None for a prefix not ours.
+
+    Answers are remembered (a few dozen distinct prefixes, each seen at every packet)."""
+    try:
+        return _PREFIXES[prefix]
+    except KeyError:
+        pass
+    parsed = _parse_prefix(prefix)
+    if len(_PREFIXES) >= _PREFIXES_MAX:
+        _PREFIXES.clear()
+    _PREFIXES[prefix] = parsed
+    return parsed
+
+
+def _parse_prefix(prefix: str) -> Prefix | None:
     if not prefix.startswith("pg "):
         return None
     body = prefix[3:].rstrip().removesuffix(":")
@@ -129,14 +147,8 @@ def to_event(
     decoded = decode_ip(packet.payload)
     if decoded is None:
         return None
+    # positional, in field order: one event per logged packet, and keywords cost more
     return PacketEvent(
-        ts=ts,
-        kind=prefix.kind,
-        packet=decoded,
-        payload=packet.payload,
-        rule=prefix.rule,
-        hook=prefix.hook,
-        indev=names(packet.indev),
-        outdev=names(packet.outdev),
-        mac=packet.hwaddr,
-    )
+        ts, prefix.kind, decoded, packet.payload, prefix.rule, prefix.hook,
+        names(packet.indev), names(packet.outdev), packet.hwaddr,
+    )  # fmt: skip
