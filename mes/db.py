@@ -9,11 +9,17 @@ off in SQLite unless asked for; a busy timeout makes a second writer wait instea
 and every transaction starts with `BEGIN IMMEDIATE`, so the writer lock is taken up front.
 Without it two transactions could read the audit chain's head together and then both try to
 append after it (SQLite would refuse one only at the upgrade to a write lock, mid-work).
+
+Reads take no lock: a session bound through `read_only(engine)` (the API's GET requests,
+and whatever a request reads after its commit) begins a plain deferred transaction, which
+in WAL mode reads a snapshot while a writer works, and refuses to write. The writers of one
+process queue on a gate before `BEGIN IMMEDIATE` (`mes.db_sqlite`).
 """
 
 from __future__ import annotations
 
 import datetime
+import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
+from mes import db_sqlite
 from mes.config import DEFAULT_BUSY_TIMEOUT_MS
 from mes.domain.errors import Invalid
 
@@ -90,24 +97,6 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def make_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:
     """An engine for `url`; SQLite gets its pragmas and its directory is created."""
     parsed = make_url(url)
@@ -115,12 +104,36 @@ def make_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> 
         return create_engine(url, pool_pre_ping=True)
     database = parsed.database or ""
     if database in ("", ":memory:"):
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        factory = db_sqlite.connection_class(None)  # one shared connection: nothing to queue
+        engine = create_engine(
+            url,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False, "factory": factory},
+        )
     else:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
-    _sqlite_pragmas(engine, busy_timeout_ms)
+        factory = db_sqlite.connection_class(db_sqlite.WriterGate.for_file(database))
+        engine = create_engine(url, connect_args={"check_same_thread": False, "factory": factory})
+    db_sqlite.configure(engine, busy_timeout_ms)
     return engine
+
+
+_READERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def read_only(engine: Engine) -> Engine:
+    """`engine` for sessions that only read: on SQLite their transactions take no lock and
+    refuse to write; other backends ignore the option."""
+    reader = _READERS.get(engine)
+    if reader is None:
+        reader = _READERS[engine] = engine.execution_options(**{db_sqlite.READ_ONLY: True})
+    return reader
+
+
+def is_read_only(session: Session) -> bool:
+    """Whether `session` is bound through `read_only` (its transactions may not write)."""
+    bind = session.get_bind()
+    return isinstance(bind, Engine) and bool(bind.get_execution_options().get(db_sqlite.READ_ONLY))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -13,10 +13,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from mes.auth import csrf
 from mes.auth.accounts import Keys
@@ -25,10 +26,10 @@ from mes.auth.login import Attempt, Authenticator, LoginRefused
 from mes.auth.notify import Notifier
 from mes.auth.ratelimit import LoginLimiter, LoginLimits
 from mes.auth.secrets import load_secrets
-from mes.auth.session_store import SessionStore
+from mes.auth.session_store import SessionStore, Write
 from mes.auth.sessions import COOKIE_NAME, SessionPolicy
 from mes.config import MesSettings
-from mes.db import utc_now
+from mes.db import is_read_only, utc_now
 from mes.domain.actor import Actor
 from mes.domain.errors import Forbidden, SignatureRejected
 from mes.domain.signing import SignatureMethod
@@ -95,9 +96,11 @@ class SessionAuthBackend:
 
     # ------------------------------------------------------------ the Protocol
 
-    async def session_row(self, request: Request, db: Session) -> AuthSession | None:
+    async def session_row(
+        self, request: Request, db: Session, defer: Callable[[Write], None] | None = None
+    ) -> AuthSession | None:
         """The live session of `request` after the CSRF check (Forbidden if it fails)."""
-        row = self.store.resolve(db, request.cookies.get(COOKIE_NAME))
+        row = self.store.resolve(db, request.cookies.get(COOKIE_NAME), defer=defer)
         if row is None:
             return None
         if request.method.upper() in csrf.UNSAFE_METHODS:
@@ -118,15 +121,33 @@ class SessionAuthBackend:
         return row
 
     async def current_actor(self, request: Request, db: Session) -> Actor | None:
-        """Who is calling (None: nobody signed in)."""
-        row = await self.session_row(request, db)
-        if row is None:
-            return None
-        person = db.get(Person, row.person_id)
-        if person is None or not person.active or person.locked_at is not None:
-            self.store.end_all_for(db, row.person_id)
-            return None
-        return actor_of(person, row)
+        """Who is calling (None: nobody signed in).
+
+        When `db` only reads (`mes.db.read_only`), what resolving implies writing (a
+        session's last-seen time, at most every 30 s; an expired session; the sessions of
+        someone deactivated or locked) is written in a short transaction of its own."""
+        writes: list[Write] = []
+        apart = self.sessionmaker is not None and is_read_only(db)
+        defer = writes.append if apart else None
+        row = await self.session_row(request, db, defer)
+        actor = None
+        if row is not None:
+            person = db.get(Person, row.person_id, options=[joinedload(Person.role_links)])
+            if person is None or not person.active or person.locked_at is not None:
+                end = partial(self.store.end_all_for, person_id=row.person_id)
+                if apart:
+                    writes.append(end)
+                else:
+                    end(db)
+            else:
+                actor = actor_of(person, row)
+        if writes:
+            assert self.sessionmaker is not None
+            with self.sessionmaker() as writer:
+                for write in writes:
+                    write(writer)
+                writer.commit()
+        return actor
 
     def verify_signature(
         self,

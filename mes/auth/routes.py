@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mes import audit
-from mes.api.deps import backend_of, sessions_of
+from mes.api.deps import resolve_actor
 from mes.auth import accounts, csrf, sessions
 from mes.auth.login import MANAGE_NOT_RECOGNISED, NOT_RECOGNISED, Attempt, LoginRefused
 from mes.auth.passwords import PasswordRejected
@@ -83,9 +83,9 @@ def _person_view(person: Person) -> dict[str, Any]:
 
 
 async def caller(request: Request) -> Actor | None:
-    """The signed-in person of `request` (None if nobody), by the app's backend."""
-    with sessions_of(request)() as db, db.begin():
-        return await backend_of(request).current_actor(request, db)
+    """The signed-in person of `request` (None if nobody), by the app's backend, resolved in
+    a worker thread (`mes.api.deps.resolve_actor`: no database wait on the event loop)."""
+    return await resolve_actor(request)
 
 
 Caller = Annotated[Actor | None, Depends(caller)]

@@ -3,22 +3,48 @@
 `create` rotates: the session the client came with (if any) is deleted, and an operator
 login also ends any other session bound to the same station (one operator per station
 screen). `resolve` turns a cookie value into a live session or None, deleting one that has
-expired or idled out, and writes `last_seen_at` at most every 30 s. The raw id exists only
-in the cookie; the table holds its SHA-256, and the CSRF token's SHA-256.
+expired or idled out, and writes `last_seen_at` at most every 30 s (or hands those writes
+to its caller, so that resolving a caller only reads). The raw id exists only in the cookie;
+the table holds its SHA-256, and the CSRF token's SHA-256.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from mes.auth import csrf, sessions
 from mes.auth.sessions import Kind, SessionPolicy
 from mes.db import utc_now
 from mes.models.people import AuthSession
+
+Write = Callable[[Session], None]
+
+
+@dataclass(frozen=True)
+class _Delete:
+    row_id: str
+
+    def __call__(self, db: Session) -> None:
+        db.execute(delete(AuthSession).where(AuthSession.id == self.row_id))
+
+
+@dataclass(frozen=True)
+class _Touch:
+    row_id: str
+    now: datetime.datetime
+
+    def __call__(self, db: Session) -> None:
+        db.execute(
+            update(AuthSession)
+            .where(AuthSession.id == self.row_id)
+            .values(last_seen_at=self.now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 @dataclass(frozen=True, repr=False)
@@ -76,8 +102,16 @@ class SessionStore:
         return NewSession(session_id, row, int(lifetime.total_seconds()))
 
     def resolve(
-        self, db: Session, session_id: str | None, now: datetime.datetime | None = None
+        self,
+        db: Session,
+        session_id: str | None,
+        now: datetime.datetime | None = None,
+        *,
+        defer: Callable[[Write], None] | None = None,
     ) -> AuthSession | None:
+        """The live session of `session_id`, or None. Deleting an expired one and writing
+        `last_seen_at` happen in `db`, or, with `defer`, are handed to it as `Write`s for a
+        transaction of the caller's (when `db` only reads)."""
         if not sessions.plausible_id(session_id):
             return None
         assert session_id is not None
@@ -87,12 +121,18 @@ class SessionStore:
             return None
         kind: Kind = "manage" if row.kind == "manage" else "operator"
         if sessions.expiry_reason(kind, row.last_seen_at, row.expires_at, now, self.policy):
+            if defer is not None:
+                defer(_Delete(row.id))
+                return None
             db.delete(row)
             db.flush()
             return None
         if sessions.needs_touch(row.last_seen_at, now):
-            row.last_seen_at = now
-            db.flush()
+            if defer is not None:
+                defer(_Touch(row.id, now))
+            else:
+                row.last_seen_at = now
+                db.flush()
         return row
 
     def end(self, db: Session, session_id: str) -> bool:

@@ -8,23 +8,22 @@
 
 The caller is resolved by the app's `AuthBackend`, exactly as for the JSON API, which also
 enforces the CSRF rules on every post (a missing or wrong token is a 403). The form is
-read before any database transaction opens: SQLite transactions take the write lock at
-BEGIN, and no request should hold it while waiting for a client's body.
+read before any database transaction opens: a writing SQLite transaction takes the write
+lock at BEGIN, and no request should hold it while waiting for a client's body.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated
 from urllib.parse import quote
 
 import anyio
 from fastapi import Depends, Path, Request
 from starlette.datastructures import FormData
 
-from mes.api.deps import backend_of, sessions_of
+from mes.api.deps import backend_of, reading_session, run_ready
 from mes.auth import csrf, sessions
 from mes.auth.accounts import station_by_code
 from mes.auth.backend import SessionAuthBackend
@@ -32,7 +31,6 @@ from mes.domain.actor import Actor
 from mes.domain.errors import Forbidden, NotFound
 from mes.domain.roles import Permission
 
-T = TypeVar("T")
 StationCode = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
@@ -91,23 +89,12 @@ class Resolved:
     station: tuple[int, str, str, bool] | None = None  # id, code, name, active
 
 
-def _completed(coro: Coroutine[Any, Any, T]) -> T:
-    """The result of a coroutine that never waits. The backend's `current_actor` awaits only
-    `request.form()`, which `read_form` has already read (Starlette caches it)."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return cast(T, done.value)
-    coro.close()
-    raise RuntimeError("the auth backend waited on I/O; the screens cannot call it in a thread")
-
-
 def _resolve(request: Request, form: FormData, station_code: str | None) -> Resolved:
-    """In a worker thread: the caller, the form's CSRF check, and the station, in one short
-    transaction (SQLite takes its write lock at BEGIN; waiting for it must not stall the
-    event loop)."""
-    with sessions_of(request)() as db:
-        actor = _completed(backend_of(request).current_actor(request, db))
+    """In a worker thread: the caller, the form's CSRF check, and the station, in one
+    transaction that only reads (`mes.api.deps.resolve_actor`); the database is never
+    touched on the event loop."""
+    with reading_session(request) as db:
+        actor = run_ready(backend_of(request).current_actor(request, db))
         station = station_by_code(db, station_code) if station_code is not None else None
         found = (station.id, station.code, station.name, station.active) if station else None
         db.commit()

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from fastapi import Request, Response
 from starlette.datastructures import FormData
 
+from mes.api.deps import sessions_of
 from mes.auth import accounts, csrf, sessions
 from mes.auth.backend import SessionAuthBackend, own_origin
 from mes.auth.login import MANAGE_NOT_RECOGNISED, NOT_RECOGNISED, Attempt, LoginRefused
 from mes.auth.session_store import NewSession
+from mes.web.access import session_backend
 
 LOGIN_COOKIE = "__Host-plantgate-login"
 LOGIN_FIELD = "login_token"
@@ -65,6 +67,14 @@ def login_form_problem(request: Request, form: FormData) -> str | None:
 
 def address_of(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def end_session(request: Request, cookie: str) -> None:
+    """Sign out: delete the session of `cookie`. Call it in a worker thread (on SQLite the
+    transaction may wait for the write lock)."""
+    with sessions_of(request)() as db:
+        session_backend(request).store.end(db, cookie)
+        db.commit()
 
 
 def session_cookie(response: Response, new: NewSession) -> None:

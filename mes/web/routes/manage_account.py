@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlparse
 
+import anyio
 import segno
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from mes.api.deps import sessions_of
 from mes.auth import sessions
 from mes.auth.login import LoginRefused
 from mes.domain.errors import Forbidden
@@ -100,9 +100,7 @@ async def logout(request: Request, form: Form) -> Response:
     actor = (await resolve(request)).actor  # a live session's post must carry its CSRF token
     cookie = request.cookies.get(sessions.COOKIE_NAME)
     if actor is not None and cookie:
-        with sessions_of(request)() as db:
-            session_backend(request).store.end(db, cookie)
-            db.commit()
+        await anyio.to_thread.run_sync(signin.end_session, request, cookie)
     response = flash.see_other("/manage/login", "Signed out.")
     response.headers.append("set-cookie", sessions.clear_cookie_header())
     return response

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
@@ -156,10 +157,7 @@ async def sign_out(request: Request, code: StationCode, form: Form) -> Response:
     actor = (await resolve(request)).actor  # a live session's post must carry its CSRF token
     cookie = request.cookies.get(sessions.COOKIE_NAME)
     if actor is not None and cookie:
-        backend = session_backend(request)
-        with sessions_of(request)() as db:
-            backend.store.end(db, cookie)
-            db.commit()
+        await anyio.to_thread.run_sync(signin.end_session, request, cookie)
     response = flash.see_other(f"/station/{code}", "Signed out.")
     response.headers.append("set-cookie", sessions.clear_cookie_header())
     return response
