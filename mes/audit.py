@@ -24,10 +24,11 @@ from __future__ import annotations
 import datetime
 import fcntl
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Engine, event, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -157,10 +158,48 @@ def read_anchor(path: Path) -> Anchor | None:
 
 
 def advance_anchor(path: Path, seq: int, digest: str) -> None:
-    """Record (seq, hash) as the chain's head unless the file already names a later one."""
+    """Record (seq, hash) as the chain's head unless the file already names a later one.
+
+    Committers of one process share the writes: while one writes (and fsyncs), those that
+    commit meanwhile leave their head with it, and the next write takes the latest of them
+    (an anchor names a committed entry, never one ahead of the log; under load there is one
+    fsync per batch of commits instead of one per commit)."""
+    writer = _AnchorWriter.for_path(path)
+    writer.offer(seq, digest)
+    writer.flush(path)
+
+
+class _AnchorWriter:
+    _writers: ClassVar[dict[str, _AnchorWriter]] = {}
+    _registry = threading.Lock()
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()  # guards `wanted`
+        self._writing = threading.Lock()  # one write (and fsync) at a time
+        self.wanted: tuple[int, str] | None = None
+
+    @classmethod
+    def for_path(cls, path: Path) -> _AnchorWriter:
+        with cls._registry:
+            return cls._writers.setdefault(str(path), cls())
+
+    def offer(self, seq: int, digest: str) -> None:
+        with self._mutex:
+            if self.wanted is None or seq > self.wanted[0]:
+                self.wanted = (seq, digest)
+
+    def flush(self, path: Path) -> None:
+        with self._writing:
+            with self._mutex:
+                wanted, self.wanted = self.wanted, None
+            if wanted is not None:  # None: written meanwhile by the committer before us
+                _write_anchor(path, *wanted)
+
+
+def _write_anchor(path: Path, seq: int, digest: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(".audit.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # other processes (the CLI) write it too
         current = read_anchor(path)
         if current is not None and current.seq >= seq:
             return

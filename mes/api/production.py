@@ -282,7 +282,6 @@ def record_step(
         grant,
     )
     db.commit()
-    db.refresh(execution)
     return ExecutionOut.model_validate(execution)
 
 

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from mes import audit
 from mes.db import utc_now
@@ -149,8 +150,9 @@ def start_unit(
     return unit
 
 
-def progress(session: Session, unit: Unit) -> list[StepState]:
-    """Each step of the unit's frozen process with its executions (latest last)."""
+def progress(session: Session, unit: Unit, *, with_records: bool = True) -> list[StepState]:
+    """Each step of the unit's frozen process with its executions (latest last); without
+    their action records unless `with_records` (checking the order of steps needs none)."""
     order = session.get(WorkOrder, unit.work_order_id)
     assert order is not None
     steps = session.scalars(
@@ -159,9 +161,10 @@ def progress(session: Session, unit: Unit) -> list[StepState]:
         .order_by(ProcessStep.position)
     ).all()
     states = {step.id: StepState(step) for step in steps}
-    executions = session.scalars(
-        select(StepExecution).where(StepExecution.unit_id == unit.id).order_by(StepExecution.id)
-    )
+    query = select(StepExecution).where(StepExecution.unit_id == unit.id)
+    if not with_records:
+        query = query.options(lazyload(StepExecution.records))
+    executions = session.scalars(query.order_by(StepExecution.id))
     for execution in executions:
         state = states.get(execution.step_id)
         if state is not None:
@@ -268,7 +271,7 @@ def record_step(
     step = session.get(ProcessStep, data.step_id)
     if step is None or step.process_id != order.process_id:
         raise NotFound(f"no step {data.step_id} in this unit's process revision")
-    _check_order(progress(session, unit), step.id, data, actor)
+    _check_order(progress(session, unit, with_records=False), step.id, data, actor)
     judged = _judge(session, actor, unit, step, data.answers)
     signing = any(ActionKind(a.kind) is ActionKind.SIGN for a, _, _ in judged)
     if signing and grant is None:
@@ -335,6 +338,7 @@ def record_step(
                 )
             )
     session.flush()
+    set_committed_value(execution, "records", records)  # as loaded: no query to read them
     audit.record(
         session,
         actor,
@@ -354,7 +358,8 @@ def complete_unit(session: Session, actor: Actor, unit_id: int) -> Unit:
     unit, part = visible_unit(session, actor, unit_id)
     if unit.status != UnitStatus.IN_PROGRESS.value:
         raise Conflict(f"unit {unit.serial} is {unit.status}")
-    open_steps = [s.step.position for s in progress(session, unit) if not s.passed]
+    states = progress(session, unit, with_records=False)
+    open_steps = [s.step.position for s in states if not s.passed]
     if open_steps:
         raise Conflict(f"steps not passed yet: {', '.join(map(str, open_steps))}")
     before = audit.snapshot(unit)
