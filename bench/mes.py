@@ -14,10 +14,11 @@ server holds up under 50 stations.
   measured window, which opens when all are in), then for `LOAD_SECONDS` build units as
   fast as they can over HTTPS (httpx, keep-alive): start a unit, record its three steps
   (one action each), complete it. Twice, on the same server (`bench.mes_load`): through
-  the JSON API (`POST /api/v1/units/{id}/executions`), then through the station screens'
-  forms. Reported for each: actions recorded per second, the latency of recording one
-  (p50, p99), requests per second in all, units completed, and errors. The per-address
-  login limit is raised for the run, since all 50 stations come from 127.0.0.1.
+  the station screens' forms, then through the JSON API (`POST /api/v1/units/{id}/
+  executions`). Reported for each: actions recorded per second, the latency of recording
+  one (p50, p99), requests per second in all, units completed, and errors (with the first
+  few answers that were errors). The per-address login limit is raised for the run, since
+  all 50 stations come from 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from bench.mes_load import PIN, LoadResult, Mode, drive
@@ -123,7 +125,7 @@ def _serve(state: str, port: int, ready: Any) -> None:
 
 
 def load_run(seconds: float = LOAD_SECONDS) -> list[LoadResult]:
-    """One server, seeded once; the API run, then the screens run, each `seconds` long."""
+    """One server, seeded once; the screens run, then the API run, each `seconds` long."""
     from bench.mes_app import seed
     from mes.tls import tls_paths
 
@@ -201,6 +203,8 @@ def table(result: MesRun) -> Table:
         t.add_row("  latency of recording one action, p50 / p99", f"{p50:.1f} / {p99:.1f} ms")
         t.add_row("  all requests/s; units completed; errors",
                   f"{load.requests_per_second:,.0f}; {load.units:,}; {load.errors}")  # fmt: skip
+        for sample in load.error_samples:
+            t.add_row("  an error", escape(sample))
     return t
 
 

@@ -11,7 +11,8 @@
 Every step has one action, so one step execution is one action recorded. The window opens
 when every station has signed in (argon2 logins are measured apart) and lasts `seconds`;
 requests in flight at its end finish and count, and the rate divides by the real elapsed
-time.
+time. An error is counted with what the server said (`error_samples`: the first few
+distinct answers, status and body), so that a failing run says why.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mes.auth import csrf, sessions
 Mode = Literal["api", "screens"]
 LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 UNIT_PATH = re.compile(r"/units/(\d+)$")
+UNIT_ID = re.compile(r"/\d+")
 PIN = "839201"
 
 
@@ -45,6 +47,7 @@ class LoadResult:
     units: int
     errors: int
     latencies: list[float]  # recording one step execution (its one action)
+    error_samples: list[str] = field(default_factory=list)
 
     @property
     def per_second(self) -> float:
@@ -74,16 +77,27 @@ class LoadResult:
             "errors": self.errors,
             "p50_s": self.quantile(0.5),
             "p99_s": self.quantile(0.99),
+            "error_samples": self.error_samples,
         }
+
+
+MAX_SAMPLES = 5
 
 
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)
     errors: list[int] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
     requests: int = 0
     actions: int = 0
     units: int = 0
+
+    def error(self, path: str, status: int, said: str) -> None:
+        self.errors.append(status)
+        sample = f"{status} {UNIT_ID.sub('/{id}', path)}: {said[:200]}"
+        if len(self.samples) < MAX_SAMPLES and sample not in self.samples:
+            self.samples.append(sample)
 
 
 class Window:
@@ -122,11 +136,11 @@ class Station:
         self.tally.requests += 1
         try:
             response = await self.client.post(path, **kwargs)
-        except httpx.HTTPError:
-            self.tally.errors.append(0)
+        except httpx.HTTPError as exc:
+            self.tally.error(path, 0, repr(exc))
             return None
         if response.status_code != ok:
-            self.tally.errors.append(response.status_code)
+            self.tally.error(path, response.status_code, response.text)
             return None
         return response
 
@@ -176,14 +190,15 @@ class ScreenStation(Station):
 
     async def sign_in(self) -> bool:
         self.tally.requests += 1
+        path = f"/station/{self.code}"
         try:
-            form = await self.client.get(f"/station/{self.code}")
-        except httpx.HTTPError:
-            self.tally.errors.append(0)
+            form = await self.client.get(path)
+        except httpx.HTTPError as exc:
+            self.tally.error(path, 0, repr(exc))
             return False
         found = LOGIN_TOKEN.search(form.text)
         if found is None:
-            self.tally.errors.append(form.status_code)
+            self.tally.error(path, form.status_code, form.text)
             return False
         data = {"login_token": found.group(1), "badge": self.plan.tokens[self.index], "pin": PIN}
         if await self.post(f"/station/{self.code}/login", 303, data=data) is None:
@@ -257,4 +272,5 @@ async def drive(
         units=sum(t.units for t in tallies),
         errors=sum(len(t.errors) for t in tallies),
         latencies=[x for t in tallies for x in t.latencies],
+        error_samples=list(dict.fromkeys(x for t in tallies for x in t.samples))[:MAX_SAMPLES],
     )
