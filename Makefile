@@ -13,9 +13,12 @@ STAMP := $(VENV)/.installed
 # rsyslog + rsyslog-gnutls: the lab's SOC collector (gateway/lab/collector.py), same treatment.
 # chromium + libnss3-tools: the MES screens' browser test (tests/browser: Debian's Chromium
 # driven by Playwright; certutil puts the appliance's CA in a throwaway NSS database).
+# postgresql: server binaries for the MES's PostgreSQL tests (tests/unit/mes/pg.py starts a
+# throwaway server of its own, on a Unix socket in a temporary directory); the same
+# treatment: Debian's main cluster is created but never started or enabled here.
 APT_PACKAGES := nftables libnftables1 iproute2 dnsmasq-base iperf3 nmap conntrack \
 	wireguard-tools wireguard-go chrony procps util-linux kmod openssh-server openssh-client \
-	rsyslog rsyslog-gnutls chromium libnss3-tools
+	rsyslog rsyslog-gnutls chromium libnss3-tools postgresql
 PREFIX ?= pg
 HUBS ?= 3
 
@@ -37,6 +40,8 @@ system-deps:
 			systemctl disable ssh.service >/dev/null 2>&1 || true;; esac; \
 		case " $$missing " in *" rsyslog "*) \
 			systemctl disable rsyslog.service >/dev/null 2>&1 || true;; esac; \
+		case " $$missing " in *" postgresql "*) \
+			systemctl disable postgresql.service >/dev/null 2>&1 || true;; esac; \
 		exit $$status; \
 	else echo "system packages: all present"; fi
 
