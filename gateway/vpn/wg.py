@@ -136,10 +136,13 @@ def set_argv(
 ) -> list[str]:
     """`wg set` for the interface and its one peer, removing `remove` peers (pure).
 
-    listen-port 0: the kernel picks the source port, as an outbound-only client wants.
+    No listen-port: a new interface gets a random one, as an outbound-only client wants,
+    and a reconfiguration (plantgated restarted, the endpoint re-resolved) must keep it:
+    `listen-port 0` would move the tunnel to a new port, and the concentrator would keep
+    sending to the old one until our next keepalive, cutting live support sessions.
     allowed-ips replaces the peer's list; persistent-keepalive 0 switches it off.
     """
-    argv = [wg, "set", ifname, "listen-port", "0", "private-key", str(private_key)]
+    argv = [wg, "set", ifname, "private-key", str(private_key)]
     for stale in remove:
         argv += ["peer", stale, "remove"]
     argv += ["peer", peer.public_key]

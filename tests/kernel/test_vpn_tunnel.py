@@ -325,6 +325,26 @@ def test_closing_the_gate_resets_the_hub_end_of_a_session_through_the_tunnel(
         run_in(vpn_lab.ns("gw"), "nft", "flush", "set", "inet", "plantgate", "gate_support_v4")
 
 
+def listen_port(lab: Lab) -> int:
+    out = services.run_on(paths_of(lab), "gw", ["wg", "show", "wg-support", "listen-port"])
+    return int(out.stdout.strip())
+
+
+def test_a_plantgated_restart_keeps_the_tunnels_port(vpn_lab: Lab) -> None:
+    """Reconfiguring a live interface must not move it to a new UDP port: the concentrator
+    would keep sending to the old one until our next keepalive, cutting support sessions."""
+    assert wait_for(lambda: vpn_status(vpn_lab)["state"] == "up", 15)
+    before = listen_port(vpn_lab)
+    paths = paths_of(vpn_lab)
+    daemon = services.running_pid(paths, "plantgated", [vpn_lab.ns("gw")])
+    assert daemon is not None
+    os.kill(daemon, signal.SIGKILL)  # wireguard-go lives on; the new plantgated adopts it
+    assert wait_for(lambda: not services.is_alive(daemon), 5)
+    services.start_service(paths, services.daemon_spec(paths, LAB_POLICY))
+    assert wait_for(lambda: vpn_status(vpn_lab)["state"] == "up", 15)
+    assert listen_port(vpn_lab) == before
+
+
 def test_vpn_disable_removes_the_tunnel_and_it_stays_off_across_a_restart(vpn_lab: Lab) -> None:
     code, out, err = cli(vpn_lab, "vpn", "disable")
     assert code == 0, err

@@ -112,8 +112,6 @@ def test_wg_set_passes_the_key_by_file_and_replaces_allowed_ips() -> None:
         "wg",
         "set",
         "wg-support",
-        "listen-port",
-        "0",
         "private-key",
         "/state/vpn/private.key",
         "peer",
