@@ -151,15 +151,15 @@ def start_unit(
 
 
 def progress(session: Session, unit: Unit, *, with_records: bool = True) -> list[StepState]:
-    """Each step of the unit's frozen process with its executions (latest last); without
-    their action records unless `with_records` (checking the order of steps needs none)."""
+    """Each step of the unit's frozen process with its executions (latest last). Without
+    `with_records`, neither the steps' actions nor the executions' records are loaded
+    (checking the order of steps needs neither; they still load if touched)."""
     order = session.get(WorkOrder, unit.work_order_id)
     assert order is not None
-    steps = session.scalars(
-        select(ProcessStep)
-        .where(ProcessStep.process_id == order.process_id)
-        .order_by(ProcessStep.position)
-    ).all()
+    step_query = select(ProcessStep).where(ProcessStep.process_id == order.process_id)
+    if not with_records:
+        step_query = step_query.options(lazyload(ProcessStep.actions))
+    steps = session.scalars(step_query.order_by(ProcessStep.position)).all()
     states = {step.id: StepState(step) for step in steps}
     query = select(StepExecution).where(StepExecution.unit_id == unit.id)
     if not with_records:
