@@ -135,6 +135,14 @@ def reading_session(request: Request) -> Session:
     return maker(bind=read_only(maker.kw["bind"]))
 
 
+def request_session(request: Request) -> Session:
+    """A session for the work of `request`: one that only reads for a GET (any safe
+    method), a writing one otherwise."""
+    if request.method.upper() in UNSAFE_METHODS:
+        return sessions_of(request)()
+    return reading_session(request)
+
+
 def _resolve_in_thread(request: Request) -> Actor | None:
     with reading_session(request) as db:
         actor = run_ready(backend_of(request).current_actor(request, db))

@@ -15,6 +15,8 @@ through `mes.services` with the same `Actor`, so permissions, export control (40
 the caller may not see) and the audit trail are the services' and not re-implemented here.
 Sign-in and credential administration (PIN, password, TOTP, badges, unlock) use the auth
 layer (`mes.auth`), which is why `install` needs the real `SessionAuthBackend`.
+A page's database work opens and ends inside its route (`mes.api.deps.request_session`):
+a GET only reads and takes no lock; a post writes in one transaction.
 
 `install(app)` is an extension for `mes.app.create_app(..., extensions=[...])`.
 """

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from mes import audit
-from mes.api.deps import SETTINGS_KEY, sessions_of
+from mes.api.deps import SETTINGS_KEY, request_session
 from mes.config import MesSettings
 from mes.domain.roles import Permission as P
 from mes.domain.visibility import cleared_for_export_control
@@ -33,7 +33,7 @@ def entries(
 ) -> Response:  # fmt: skip
     entity = (entity or "").replace("\x00", "").strip() or None
     entity_id = (entity_id or "").replace("\x00", "").strip() or None
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         found = list(
             audit.visible_entries(
                 db, cleared=cleared_for_export_control(user.actor), entity=entity,
@@ -48,6 +48,6 @@ def entries(
 @router.get("/verify")
 def verify(request: Request, user: Auditor) -> Response:
     settings: MesSettings = getattr(request.app.state, SETTINGS_KEY)
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         report = audit.verify(db, settings.audit_anchor)
         return page(request, "manage/audit_verify.html", user=user, report=report)

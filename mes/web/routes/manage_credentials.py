@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mes import audit
-from mes.api.deps import sessions_of
+from mes.api.deps import request_session
 from mes.auth import accounts
 from mes.auth.lockout import unlock_refusal
 from mes.auth.passwords import PasswordRejected
@@ -50,7 +50,7 @@ def _change(
     if not fields.ok:
         return person_page(request, user, person_id, status=422, problems=fields.problems,
                            form_of=form_of)  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         person = get_or_404(db, Person, person_id, "person")
         try:
             done = change(db, person)
@@ -76,7 +76,7 @@ def issue_badge(request: Request, person_id: Id, form: Form, user: Admin) -> Res
     fields = Fields(form)
     why = fields.text("badge_why", limit=500) or "badge issued"
     keys = session_backend(request).keys
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         person = get_or_404(db, Person, person_id, "person")
         token, revoked = accounts.reissue_badge(db, keys, person, why, user.actor.person_id)
         badge = db.scalars(
@@ -98,7 +98,7 @@ def revoke_badge(
 ) -> Response:
     fields = Fields(form)
     why = fields.text("revoke_why", limit=500) or "revoked"
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         badge = db.get(Badge, badge_id)
         if badge is None or badge.person_id != person_id:
             raise NotFound(f"no badge {badge_id} of this person")

@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from mes.api.deps import sessions_of
+from mes.api.deps import request_session
 from mes.domain.actions import ActionKind
 from mes.domain.errors import Conflict, Invalid, MesError
 from mes.domain.lifecycle import ProcessStatus
@@ -66,7 +66,7 @@ def editor_page(
     values: dict[str, str] | None = None, form_of: str = "",
 ) -> Response:  # fmt: skip
     """The editor; `values` and `problems` belong to the form named `form_of`."""
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         process = _draft(db, user, process_id)
         names = part_names(db, user)
         summaries = {
@@ -89,7 +89,7 @@ def action_page(
     position: int | None, *, fields: Fields | None = None, error: str | None = None,
     status: int = 200,
 ) -> Response:  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         process = _draft(db, user, process_id)
         if not 1 <= step <= len(process.steps):
             raise Invalid(f"there is no step {step}", [("step", "no such step")])
@@ -130,7 +130,7 @@ def action_form(
     if step is None:
         raise Invalid("which step?", [("step", "required")])
     if pos is not None:
-        with sessions_of(request)() as db:
+        with request_session(request) as db:
             process = _draft(db, user, process_id)
             if not 1 <= step <= len(process.steps):
                 raise Invalid(f"there is no step {step}", [("step", "no such step")])
@@ -163,7 +163,7 @@ def edit(request: Request, process_id: Id, form: Form, user: Author) -> Response
 
     if not fields.ok:
         return refused("Nothing was changed: check the marked fields.", 422)
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         process = _draft(db, user, process_id)
         if base != process.content_hash:
             db.rollback()

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mes.api.deps import sessions_of
+from mes.api.deps import request_session
 from mes.domain.errors import MesError
 from mes.domain.lifecycle import ProcessStatus, WorkOrderStatus
 from mes.domain.roles import Permission as P
@@ -42,7 +42,7 @@ def list_orders(
     user: Annotated[WebUser, manage(P.WORK_ORDERS_READ)],
     status: WorkOrderStatus | None = None,
 ) -> Response:
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         found = workorders.list_work_orders(db, user.actor, status=status, limit=500)
         return page(request, "manage/work_orders.html", user=user, orders=found,
                     status_filter=status.value if status else "",
@@ -63,7 +63,7 @@ def _new_form(
     request: Request, user: WebUser, fields: Fields | None = None, error: str | None = None,
     status: int = 200,
 ) -> Response:  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         return page(request, "manage/work_order_new.html", user=user, status=status,
                     choices=_released(db, user), values=fields.values if fields else {},
                     problems=fields.problems if fields else {}, error=error)  # fmt: skip
@@ -85,7 +85,7 @@ def create_order(request: Request, form: Form, user: Manager) -> Response:
         fields.problem("number", "letters, digits and ._- only")
     if not fields.ok or part_id is None or quantity is None:
         return _new_form(request, user, fields, status=422)
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             order = workorders.create_work_order(
                 db, user.actor, part_id, quantity, number=number, note=note
@@ -101,7 +101,7 @@ def _detail(
     request: Request, user: WebUser, order_id: int, *, status: int = 200,
     error: str | None = None, values: dict[str, str] | None = None,
 ) -> Response:  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         order, part = workorders.get_work_order(db, user.actor, order_id)
         process = db.get(Process, order.process_id)
         built = (
@@ -128,7 +128,7 @@ def close_order(request: Request, order_id: Id, form: Form, user: Manager) -> Re
     why = fields.optional("why", limit=1000)
     if not fields.ok:
         return _detail(request, user, order_id, status=422, error="the reason is too long")
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             order = workorders.close_work_order(db, user.actor, order_id, why)
             db.commit()

@@ -16,7 +16,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from mes.api.deps import sessions_of
+from mes.api.deps import request_session
 from mes.domain.errors import MesError
 from mes.domain.lifecycle import Tracking
 from mes.domain.roles import Permission as P
@@ -38,7 +38,7 @@ def list_parts(
     page_no: Annotated[Page, Query(alias="page")] = 0,
 ) -> Response:  # fmt: skip
     query = (q or "").replace("\x00", "").strip() or None
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         found = parts.list_parts(
             db, user.actor, query=query, limit=PAGE_SIZE, offset=page_no * PAGE_SIZE
         )
@@ -75,7 +75,7 @@ def create_part(
     )
     if not fields.ok:
         return _new_form(request, user, fields, status=422)
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             part = parts.create_part(db, user.actor, data)
             db.commit()
@@ -89,7 +89,7 @@ def _detail(
     request: Request, user: WebUser, part_id: int, fields: Fields | None = None,
     error: str | None = None, status: int = 200,
 ) -> Response:  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         part = parts.get_part(db, user.actor, part_id)
         revisions = (
             processes.list_processes(db, user.actor, part_id=part.id)
@@ -123,7 +123,7 @@ def update_part(
     why = fields.optional("why", limit=1000)
     if not fields.ok:
         return _detail(request, user, part_id, fields, status=422)
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             part = parts.update_part(db, user.actor, part_id, description=description,
                                      export_controlled=flagged, why=why)  # fmt: skip

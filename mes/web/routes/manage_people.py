@@ -16,7 +16,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from mes.api.deps import sessions_of
+from mes.api.deps import request_session
 from mes.domain.errors import MesError
 from mes.domain.roles import Permission as P
 from mes.domain.roles import Role
@@ -40,7 +40,7 @@ def list_people(
     request: Request, user: Reader, q: Annotated[str | None, Query(max_length=100)] = None
 ) -> Response:
     query = (q or "").replace("\x00", "").strip() or None
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         found = people.list_people(db, user.actor, query=query, limit=500)
         return page(request, "manage/people.html", user=user, people=found, q=query or "")
 
@@ -78,7 +78,7 @@ def create_person(request: Request, form: Form, user: Admin) -> Response:
     )
     if not fields.ok:
         return _new_form(request, user, fields, status=422)
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             person = people.create_person(db, user.actor, data)
             db.commit()
@@ -107,7 +107,7 @@ def person_page(
     error: str | None = None, values: dict[str, str] | None = None,
     problems: dict[str, str] | None = None, form_of: str = "",
 ) -> Response:  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         person = people.get_person(db, user.actor, person_id)
         badges = people.list_badges(db, user.actor, person.id)
         shown = values if values is not None and form_of == "edit" else person_values(person)
@@ -132,7 +132,7 @@ def update_person(request: Request, person_id: Id, form: Form, user: Admin) -> R
     if not fields.ok:
         return person_page(request, user, person_id, status=422, values=fields.values,
                            problems=fields.problems, form_of="edit")  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             person = people.update_person(db, user.actor, person_id, name=name, roles=roles,
                                           us_person=us_person, itar_authorised=itar,

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mes.api.deps import grant_for, sessions_of
+from mes.api.deps import grant_for, request_session
 from mes.domain.content import ProcessContent
 from mes.domain.errors import MesError, SignatureRejected
 from mes.domain.lifecycle import ProcessStatus, Tracking
@@ -63,7 +63,7 @@ def list_processes(
     part_id: QueryId = None,
     status: ProcessStatus | None = None,
 ) -> Response:
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         found = processes.list_processes(db, user.actor, part_id=part_id, status=status, limit=500)
         return page(request, "manage/processes.html", user=user, processes=found,
                     status_filter=status.value if status else "",
@@ -82,7 +82,7 @@ def _new_form(
     request: Request, user: WebUser, fields: Fields | None = None, error: str | None = None,
     status: int = 200, part_id: int | None = None,
 ) -> Response:  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         choices = _parts_without_process(db, user)
         values = fields.values if fields else {"part_id": str(part_id or "")}
         return page(request, "manage/process_new.html", user=user, status=status,
@@ -102,7 +102,7 @@ def create_process(request: Request, form: Form, user: Author) -> Response:
     title = fields.text("title", limit=200, required=True)
     if not fields.ok or part_id is None:
         return _new_form(request, user, fields, status=422)
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             process = processes.create_process(db, user.actor, part_id, ProcessContent(title))
             db.commit()
@@ -118,7 +118,7 @@ def detail_page(
     error: str | None = None, problems: dict[str, str] | None = None,
     values: dict[str, str] | None = None,
 ) -> Response:  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         process, part = processes.get_process(db, user.actor, process_id)
         signatures = records.signatures_of(db, user.actor, "process", process.id)
         names = names_of(db, [process.created_by_id, process.last_edited_by_id,
@@ -147,7 +147,7 @@ def _act(
     request: Request, user: WebUser, process_id: int, done: str, action: Callable[[Session], object]
 ) -> Response:
     """Run one life-cycle step; the detail page again with the refusal if it fails."""
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             result = action(db)
             db.commit()
@@ -197,7 +197,7 @@ def release(
     if not fields.ok:
         return detail_page(request, user, process_id, status=422, problems=fields.problems,
                            values=fields.values)  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         processes.get_process(db, user.actor, process_id)  # 404 before any credential check
     try:
         grant: SignatureGrant = grant_for(
@@ -236,7 +236,7 @@ def delete_draft(request: Request, process_id: Id, form: Form, user: Author) -> 
     if not why:
         return detail_page(request, user, process_id, status=422,
                            problems={"delete_why": "say why"})  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             processes.delete_draft(db, user.actor, process_id, why)
             db.commit()

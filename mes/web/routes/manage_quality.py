@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 
-from mes.api.deps import grant_for, sessions_of
+from mes.api.deps import grant_for, request_session
 from mes.domain.errors import MesError, SignatureRejected
 from mes.domain.lifecycle import Disposition, NcStatus
 from mes.domain.roles import Permission as P
@@ -43,7 +43,7 @@ def list_ncs(
     user: Annotated[WebUser, manage(P.NC_READ)],
     status: NcStatus | None = None,
 ) -> Response:
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         found = quality.list_ncs(db, user.actor, status=status, limit=500)
         return page(request, "manage/nonconformances.html", user=user, ncs=found,
                     status_filter=status.value if status else "",
@@ -54,7 +54,7 @@ def detail_page(
     request: Request, user: WebUser, nc_id: int, *, status: int = 200, error: str | None = None,
     values: dict[str, str] | None = None, problems: dict[str, str] | None = None,
 ) -> Response:  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         nc, unit, part = quality.get_nc(db, user.actor, nc_id)
         signatures = records.signatures_of(db, user.actor, "nonconformance", nc.id)
         names = names_of(db, [nc.raised_by_id, nc.dispositioned_by_id])
@@ -86,14 +86,14 @@ def disposition(
     if not fields.ok or chosen is None:
         return detail_page(request, user, nc_id, status=422, values=fields.values,
                            problems=fields.problems)  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         quality.get_nc(db, user.actor, nc_id)  # 404 before any credential check
     try:
         grant = grant_for(request, user.actor, SignatureCredentials(password=password, totp=code))
     except SignatureRejected as exc:
         return detail_page(request, user, nc_id, status=403, error=exc.message,
                            values=fields.values)  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             quality.disposition_nc(db, user.actor, nc_id, Disposition(chosen), note, grant)
             db.commit()

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 
-from mes.api.deps import sessions_of
+from mes.api.deps import request_session
 from mes.domain.errors import MesError
 from mes.domain.roles import Permission as P
 from mes.services import stations
@@ -34,7 +34,7 @@ def list_page(
     request: Request, user: WebUser, fields: Fields | None = None, error: str | None = None,
     status: int = 200,
 ) -> Response:  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         found = stations.list_stations(db, user.actor, limit=500)
         return page(request, "manage/stations.html", user=user, status=status, stations=found,
                     values=fields.values if fields else {},
@@ -56,7 +56,7 @@ def create_station(request: Request, form: Form, user: Admin) -> Response:
     location = fields.text("location", limit=200)
     if not fields.ok:
         return list_page(request, user, fields, status=422)
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             station = stations.create_station(db, user.actor, code, name, location)
             db.commit()
@@ -70,7 +70,7 @@ def detail_page(
     request: Request, user: WebUser, station_id: int, fields: Fields | None = None,
     error: str | None = None, status: int = 200,
 ) -> Response:  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         station = stations.get_station(db, user.actor, station_id)
         values = fields.values if fields else {
             "name": station.name, "location": station.location,
@@ -94,7 +94,7 @@ def update_station(request: Request, station_id: Id, form: Form, user: Admin) ->
     active = fields.flag("active")
     if not fields.ok:
         return detail_page(request, user, station_id, fields, status=422)
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             station = stations.update_station(db, user.actor, station_id, name=name,
                                               location=location, active=active)  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from mes.api.deps import sessions_of
+from mes.api.deps import request_session
 from mes.domain.errors import MesError
 from mes.domain.genealogy import Node
 from mes.domain.roles import Permission as P
@@ -37,7 +37,7 @@ Serial = Annotated[str | None, Query(max_length=128)]
 @router.get("/units")
 def search(request: Request, user: Reader, serial: Serial = None) -> Response:
     wanted = (serial or "").replace("\x00", "").strip()
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         found = units.list_units(db, user.actor, serial=wanted or None, limit=100)
         if wanted and len(found) == 1:
             return RedirectResponse(f"/manage/units/{found[0][0].id}", status_code=303)
@@ -49,7 +49,7 @@ def unit_page(
     error: str | None = None, values: dict[str, str] | None = None,
     problems: dict[str, str] | None = None,
 ) -> Response:  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         unit, part = units.get_unit(db, user.actor, unit_id)
         history = unit_history(db, user.actor, unit, part)
         ncs = quality.list_ncs(db, user.actor, unit_id=unit.id) if user.can(P.NC_READ) else []
@@ -72,7 +72,7 @@ def raise_nc(
     if not fields.ok:
         return unit_page(request, user, unit_id, status=422, values=fields.values,
                          problems=fields.problems)  # fmt: skip
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             nc = quality.raise_nc(db, user.actor, unit_id, description)
             db.commit()
@@ -88,7 +88,7 @@ def raise_nc(
 
 @router.get("/lots/{lot_id}")
 def show_lot(request: Request, lot_id: Id, user: Reader) -> Response:
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         used = genealogy.where_used(db, user.actor, Node("lot", lot_id))
         tree = tree_view(db, used)
         return page(request, "manage/lot.html", user=user, tree=tree)

@@ -17,7 +17,7 @@ import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from mes.api.deps import sessions_of
+from mes.api.deps import request_session
 from mes.auth import sessions
 from mes.auth.accounts import station_by_code
 from mes.auth.login import LoginRefused
@@ -49,7 +49,7 @@ def _login_page(request: Request, template: str, *, status: int = 200, **context
 
 def _active_station(request: Request, code: str) -> tuple[str, str]:
     """(code, name) of an active station; NotFound otherwise."""
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         station = station_by_code(db, code)
         if station is None or not station.active:
             raise NotFound(f"no active station {code}")

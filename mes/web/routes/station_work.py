@@ -22,7 +22,7 @@ from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mes.api.deps import grant_for, sessions_of
+from mes.api.deps import grant_for, request_session
 from mes.domain.actions import pattern_matches
 from mes.domain.errors import Conflict, Invalid, MesError, NotFound, SignatureRejected
 from mes.domain.lifecycle import UnitStatus, WorkOrderStatus
@@ -68,7 +68,7 @@ def _steps(db: Session, order: WorkOrder) -> list[ProcessStep]:
 
 @router.get("/work-orders")
 def work_orders(request: Request, user: StationUserDep) -> Response:
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         found = workorders.list_work_orders(db, user.actor, status=WorkOrderStatus.OPEN)
         counts = _counts(db, [o.id for o, _ in found])
         return page(request, "station/work_orders.html", user=user, orders=found, counts=counts)
@@ -111,7 +111,7 @@ def _order_page(
 
 @router.get("/work-orders/{order_id}")
 def work_order(request: Request, order_id: Id, user: StationUserDep) -> Response:
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         return _order_page(request, db, user, order_id)
 
 
@@ -128,7 +128,7 @@ def _serial_problem(serial: str, patterns: list[str]) -> str | None:
 def start_unit(request: Request, order_id: Id, form: Form, user: StationUserDep) -> Response:
     fields = Fields(form)
     serial = fields.text("serial", limit=128)
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         order, part = workorders.get_work_order(db, user.actor, order_id)
         if serial:
             existing = db.scalar(select(Unit).where(Unit.part_id == part.id, Unit.serial == serial))
@@ -188,7 +188,7 @@ def _unit_page(
 
 @router.get("/units/{unit_id}")
 def unit_page(request: Request, unit_id: Id, user: StationUserDep) -> Response:
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         return _unit_page(request, db, user, unit_id)
 
 
@@ -219,7 +219,7 @@ def record_step(
         except SignatureRejected as exc:
             sign_error = exc.message
     typed = {k: v for k, v in form.items() if isinstance(v, str) and k.startswith("a")}
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         unit, _ = units.get_unit(db, user.actor, unit_id)
         order = db.get(WorkOrder, unit.work_order_id)
         step = db.get(ProcessStep, step_id)
@@ -264,7 +264,7 @@ def record_step(
 
 @router.post("/units/{unit_id}/complete")
 def complete(request: Request, unit_id: Id, form: Form, user: StationUserDep) -> Response:
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         try:
             unit = units.complete_unit(db, user.actor, unit_id)
             db.commit()
@@ -279,7 +279,7 @@ def complete(request: Request, unit_id: Id, form: Form, user: StationUserDep) ->
 
 @router.get("/units/{unit_id}/fail")
 def fail_form(request: Request, unit_id: Id, user: StationUserDep) -> Response:
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         unit, part = units.get_unit(db, user.actor, unit_id)
         return page(request, "station/fail.html", user=user, unit=unit, part=part,
                     values={}, problems={}, error=None)  # fmt: skip
@@ -289,7 +289,7 @@ def fail_form(request: Request, unit_id: Id, user: StationUserDep) -> Response:
 def fail(request: Request, unit_id: Id, form: Form, user: StationUserDep) -> Response:
     fields = Fields(form)
     description = fields.text("description", limit=2000, required=True)
-    with sessions_of(request)() as db:
+    with request_session(request) as db:
         unit, part = units.get_unit(db, user.actor, unit_id)
         error = None
         if fields.ok:
