@@ -3,7 +3,7 @@
     python -m bench                     everything: 10 / 1,000 / 10,000 / 50,000 hubs, 5 repetitions
     python -m bench --quick             up to 10,000 hubs, 1 repetition (for development)
     python -m bench --only apply        or throughput, memory, plan, policytest, ntp, gate, mes,
-                                        vpn, alerts, leaks (repeatable)
+                                        vpn, alerts, leaks, watch (repeatable)
     python -m bench --only leaks --leak-transitions 500 --leak-seed 7
                                         the support tunnel's chaos loop, longer or replayed
     python -m bench --profile           also cProfile one load + compile + apply of the largest site
@@ -51,6 +51,7 @@ from bench import (
 )
 from bench import leaks as leaks_bench
 from bench import mes as mes_bench
+from bench import watch as watch_bench
 from bench.workdir import Sites
 from gateway.lab import netns
 
@@ -71,6 +72,7 @@ SECTIONS = (
     "vpn",
     "alerts",
     "leaks",
+    "watch",
 )
 
 
@@ -88,6 +90,7 @@ class Outcome:
     vpn: vpn.VpnRun | None = None
     alerts: alerts_bench.AlertsRun | None = None
     leaks: leaks_bench.LeaksRun | None = None
+    watch: watch_bench.WatchRun | None = None
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -143,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                     leaks_bench.QUICK_TRANSITIONS if args.quick else leaks_bench.TRANSITIONS
                 )
                 outcome.leaks = leaks_bench.run(REPO, prefix, progress, transitions, args.leak_seed)
+            if "watch" in sections:
+                outcome.watch = watch_bench.run(
+                    REPO, sites.directory, prefix, reps, args.quick, progress
+                )
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -249,7 +256,12 @@ def _print(console: Console, outcome: Outcome, runtime: float, output: Path) -> 
         console.print(report.leaks_table(outcome.leaks))
         for line in report.leaks_lines(outcome.leaks):
             console.print(f"  {line}", highlight=False, markup=False)
+    if outcome.watch is not None:
+        for table in watch_bench.tables(outcome.watch):
+            console.print(table)
     goals = report.goal_lines(outcome.apply, outcome.traffic)
+    if outcome.watch is not None:
+        goals += watch_bench.goal_lines(outcome.watch)
     if goals:
         console.print("[bold]Goals (DESIGN targets vs. this run's medians)[/]")
         for line in goals:
@@ -257,6 +269,9 @@ def _print(console: Console, outcome: Outcome, runtime: float, output: Path) -> 
     console.print("[bold]Notes[/]")
     for line in report.notes(outcome.traffic, outcome.memory, outcome.plans, outcome.policytests):
         console.print(f"  - {line}", highlight=False, markup=False)
+    if outcome.watch is not None:
+        for line in watch_bench.note_lines(outcome.watch):
+            console.print(f"  - {line}", highlight=False, markup=False)
     if outcome.profile is not None:
         console.print(f"[bold]cProfile, {outcome.profile.hubs:,} hubs, by cumulative time[/]")
         console.print(outcome.profile.cumulative, highlight=False, markup=False)
@@ -312,6 +327,7 @@ def to_record(
         "mes": outcome.mes.to_dict() if outcome.mes is not None else None,
         "alerts": outcome.alerts.to_dict() if outcome.alerts is not None else None,
         "leaks": outcome.leaks.to_dict() if outcome.leaks is not None else None,
+        "watch": outcome.watch.to_dict() if outcome.watch is not None else None,
         "goals": report.goal_lines(outcome.apply, traffic),
         "reference_not_measured_here": reference.to_dict(),
     }
