@@ -168,3 +168,12 @@ def test_writers_take_turns_and_a_long_wait_is_a_busy_error(tmp_path: Path) -> N
     assert results[-1] == "written"
     with make_sessionmaker(first)() as check:
         assert list(check.scalars(text("SELECT n FROM t ORDER BY n"))) == [1, 3, 4]
+
+
+def test_sqlite_commits_are_durable_before_the_audit_anchor_names_them(tmp_path: Path) -> None:
+    """synchronous=FULL (2) with WAL: NORMAL could lose commits the fsynced anchor names."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'mes.db'}")
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA synchronous")).scalar() == 2
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    engine.dispose()
