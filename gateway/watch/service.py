@@ -55,7 +55,7 @@ from gateway.watch.registry import build_detectors
 from gateway.watch.site import GateGrants, PolicySite
 from gateway.watch.sources.conntrack import ConntrackReader, netlink_drops, table_fill
 from gateway.watch.sources.links import LinkWatch
-from gateway.watch.sources.nflog import NflogReader
+from gateway.watch.sources.nflog import NflogReader, estimate_lost_packets
 from gateway.watch.sources.packets import Interfaces, to_event
 from gateway.watch.status import write_status
 
@@ -353,8 +353,8 @@ class WatchService:
                 if drops is not None:
                     lost = max(lost, drops - seen_drops.get(source, drops))
                     seen_drops[source] = drops
-                if lost > 0:
-                    self._report_lost(source, lost)
+                if lost > 0:  # datagrams: each carried a batch of logged packets
+                    self._report_lost(source, estimate_lost_packets(lost, reader.stats))
             lost = conntrack.lost()
             if lost:
                 self._report_lost("conntrack", lost)

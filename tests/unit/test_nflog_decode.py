@@ -29,8 +29,10 @@ from gateway.watch.sources.nflog import (
     DecodedPacket,
     NflogAck,
     NflogPacket,
+    NflogStats,
     decode_ip,
     encode_config,
+    estimate_lost_packets,
     parse_datagram,
     parse_messages,
     tcp_flags_text,
@@ -512,3 +514,11 @@ def test_encode_batch_settings() -> None:
         + struct.pack("=HH", 8, NFULA_CFG_QTHRESH)
         + struct.pack("!I", 1)
     )
+
+
+def test_lost_datagrams_are_reported_as_the_packets_they_likely_carried() -> None:
+    batched = NflogStats(packets=2_100, datagrams=100)  # 21 packets a datagram so far
+    assert estimate_lost_packets(10, batched) == 210
+    assert estimate_lost_packets(0, batched) == 0
+    assert estimate_lost_packets(3, NflogStats()) == 3  # nothing read yet: one each
+    assert estimate_lost_packets(3, NflogStats(packets=5, datagrams=10)) == 3  # never fewer
