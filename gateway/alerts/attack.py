@@ -39,6 +39,7 @@ EXFILTRATION_OVER_C2 = Technique(
 EXFILTRATION_OVER_ALTERNATIVE_PROTOCOL = Technique(
     "T1048", "Exfiltration Over Alternative Protocol", "TA0010", "Exfiltration", "enterprise"
 )
+INDICATOR_REMOVAL = Technique("T0872", "Indicator Removal on Host", "TA0103", "Evasion")
 BRUTE_FORCE = Technique("T1110", "Brute Force", "TA0006", "Credential Access", "enterprise")
 DISABLE_OR_MODIFY_FIREWALL = Technique(
     "T1562.004",
@@ -65,4 +66,5 @@ CATALOGUE: tuple[Technique, ...] = (
     EXFILTRATION_OVER_ALTERNATIVE_PROTOCOL,
     BRUTE_FORCE,
     DISABLE_OR_MODIFY_FIREWALL,
+    INDICATOR_REMOVAL,
 )

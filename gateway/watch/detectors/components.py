@@ -27,6 +27,10 @@ Rules (all from `ComponentEvent`s; no packets):
   `failures`): `lockout_threshold` account lockouts across the MES within
   `lockout_window_s` (many accounts locked at once is password spraying, one is a person
   who forgot a PIN).
+- `PG-MES-AUDIT-BROKEN` — `mes.audit_broken` (mes/cli_audit.py: `problems`, `first`):
+  `plantgate mes audit verify` found the MES's hash-chained audit trail edited, deleted,
+  reordered or truncated. Critical, every time (keyed by the first problem, so a repeated
+  verify of the same damage updates one alert): the plant's quality records are in doubt.
 
 Fields of events that arrive over the Unix socket are untrusted JSON: every read is
 type-checked and a malformed event is ignored, never raised.
@@ -344,6 +348,7 @@ REVERTED = Rule("PG-POLICY-REVERTED", "Unconfirmed policy revision reverted")
 APPLY_FAILED = Rule("PG-POLICY-APPLY-FAILED", "Policy apply failed")
 LOGIN_FAILURES = Rule("PG-MES-LOGIN-FAILURES", "Burst of MES login failures")
 LOCKOUTS = Rule("PG-MES-LOCKOUTS", "Burst of MES account lockouts")
+AUDIT_BROKEN = Rule("PG-MES-AUDIT-BROKEN", "MES audit trail broken")
 
 
 class ComponentDetector:
@@ -365,6 +370,7 @@ class ComponentDetector:
             self._handlers["policy.apply_failed"] = self._apply_failed
         self._handlers["mes.login_failed"] = self._login_failed
         self._handlers["mes.lockout"] = self._lockout
+        self._handlers["mes.audit_broken"] = _audit_broken
 
     def observe(self, event: WatchEvent, site: SiteView) -> Sequence[Trigger]:
         if type(event) is not ComponentEvent or not self.settings.enabled:
@@ -506,6 +512,25 @@ class ComponentDetector:
         )
         self._lockouts.remember("mes", trigger)
         return (trigger,)
+
+
+def _audit_broken(event: ComponentEvent, site: SiteView) -> Sequence[Trigger]:
+    f = event.event.fields
+    first = text(f, "first", 300) or "no detail given"
+    problems = number(f, "problems")
+    how_many = f"{problems:g} problems" if problems else "problems"
+    return (
+        Trigger(
+            rule=AUDIT_BROKEN,
+            key=f"first:{first}",
+            severity=Severity.CRITICAL,
+            summary=f"MES audit trail failed verification ({how_many}): {first}",
+            ts=trigger_time(event.ts),
+            technique=attack.INDICATOR_REMOVAL,
+            evidence=Evidence(observed=problems) if problems else None,
+            labels={"first_problem": first},
+        ),
+    )
 
 
 def _mes_labels(fields: Mapping[str, Any]) -> dict[str, str]:

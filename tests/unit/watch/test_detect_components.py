@@ -187,6 +187,20 @@ def test_lockouts_burst_across_accounts() -> None:
 # ------------------------------------------------------------------ robustness
 
 
+def test_a_broken_mes_audit_trail_is_critical_every_time() -> None:
+    """`plantgate mes audit verify` finding damage: one alert per damage, updated on repeats."""
+    fields = {"problems": 2, "first": "entry 17: hash mismatch (edited)"}
+    detector = ComponentDetector()
+    [first] = feed(detector, component("mes.audit_broken", fields))
+    [again] = feed(detector, component("mes.audit_broken", fields, 2000.0))
+    assert first.rule.id == "PG-MES-AUDIT-BROKEN" and first.severity is Severity.CRITICAL
+    assert first.key == again.key == "first:entry 17: hash mismatch (edited)"
+    assert "2 problems" in first.summary and "entry 17" in first.summary
+    assert first.technique is not None and first.technique.id == "T0872"
+    other = component("mes.audit_broken", {"problems": 1, "first": "entry 3: missing"})
+    assert feed(detector, other)[0].key != first.key
+
+
 def test_malformed_events_never_raise() -> None:
     detector = ComponentDetector(ComponentSettings(login_threshold=1, lockout_threshold=1))
     junk: list[Any] = [
@@ -200,7 +214,7 @@ def test_malformed_events_never_raise() -> None:
         "text",
     ]
     kinds = ("policy.drift", "policy.reverted", "policy.apply_failed", "mes.login_failed")
-    for kind in (*kinds, "mes.lockout", "mes.unknown"):
+    for kind in (*kinds, "mes.lockout", "mes.audit_broken", "mes.unknown"):
         for i, fields in enumerate(junk):
             for trigger in detector.observe(component(kind, fields, 1000.0 + i), SITE):
                 assert len(trigger.summary) < 1000
