@@ -18,6 +18,8 @@ flood of distinct sources costs a fixed amount of memory:
 from __future__ import annotations
 
 import dataclasses
+import socket
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Annotated, Generic, TypeVar
@@ -234,3 +236,15 @@ def flow_of(
     destination = site_endpoint(site, dst, dport)
     network = flow_network(source, destination, proto) if proto else None
     return source, destination, network
+
+
+def host_bit(target: object) -> int:
+    """A stable index (0..65535) for a host in a 65,536-bit map of distinct hosts: the low 16
+    bits of an IPv4 address (exact within one /16, as a plant's segments are), else CRC-32.
+    Never Python's `hash`, which changes with every process: the same traffic would count
+    differently from run to run."""
+    text = str(target)
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET, text)[2:], "big")
+    except OSError:
+        return zlib.crc32(text.encode()) & 0xFFFF

@@ -34,7 +34,13 @@ from gateway.watch.detectors.base import (
     WatchEvent,
     trigger_time,
 )
-from gateway.watch.detectors.bounded import DetectorSettings, Recent, Reporter, site_endpoint
+from gateway.watch.detectors.bounded import (
+    DetectorSettings,
+    Recent,
+    Reporter,
+    host_bit,
+    site_endpoint,
+)
 from gateway.watch.detectors.scan import is_syn
 
 SYN_FLOOD = Rule("PG-DOS-SYN-FLOOD", "SYN flood toward one destination")
@@ -95,7 +101,7 @@ class _Rate:
                 self.in_window -= buckets[0][1]
             buckets.append([second, 1])
         self.in_window += 1
-        index = hash(source) & 0xFFFF
+        index = host_bit(source)
         if not self.sources[index >> 3] >> (index & 7) & 1:
             self.sources[index >> 3] |= 1 << (index & 7)
             self.total += 1

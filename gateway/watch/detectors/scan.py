@@ -43,7 +43,13 @@ from gateway.watch.detectors.base import (
     WatchEvent,
     trigger_time,
 )
-from gateway.watch.detectors.bounded import DetectorSettings, Recent, Reporter, flow_of
+from gateway.watch.detectors.bounded import (
+    DetectorSettings,
+    Recent,
+    Reporter,
+    flow_of,
+    host_bit,
+)
 
 VERTICAL = Rule("PG-SCAN-VERTICAL", "Port scan of one host (vertical)")
 HORIZONTAL = Rule("PG-SCAN-HORIZONTAL", "Sweep of one port across hosts (horizontal)")
@@ -153,9 +159,11 @@ def _attempt_of(event: WatchEvent) -> Attempt | None:
 class _Active:
     """A scan past its threshold: the distinct targets so far, as a 65,536-bit map.
 
-    Ports index the map directly (exact); hosts by a hash of the address, so two hosts may
-    share a bit: the count is exact for ports and undercounts hosts by well under 1% up to
-    a few thousand (8 KiB either way, whatever the scan's size).
+    Ports index the map directly (exact). IPv4 hosts by their last 16 bits: exact for a sweep
+    within one /16, which is what a plant's segments are. Other addresses by CRC-32, so two may
+    share a bit and the count may fall short by a little. Never Python's `hash`: it changes
+    with every process, so the same sweep would count differently from run to run (and did,
+    in tests). 8 KiB either way, whatever the scan's size.
     """
 
     __slots__ = ("bits", "ports", "total")
@@ -169,7 +177,7 @@ class _Active:
 
     def add(self, target: object) -> bool:
         """True when `target` is new to this scan."""
-        index = target if self.ports and isinstance(target, int) else hash(target)
+        index = target if self.ports and isinstance(target, int) else host_bit(target)
         byte, bit = (index & 0xFFFF) >> 3, index & 7
         if self.bits[byte] >> bit & 1:
             return False

@@ -154,3 +154,13 @@ def test_settings_refuse_nonsense() -> None:
         VerticalScanSettings.model_validate({"treshold": 5})
     with pytest.raises(ValidationError):
         HorizontalScanSettings.model_validate({"window_s": "60"})  # strict: no coercion
+
+
+def test_a_sweep_of_a_whole_24_counts_every_host_in_any_process() -> None:
+    """Host bits come from the address, not Python's per-process `hash`: 254 hosts of one
+    /24 are 254, every run (a hashed bitmap lost one of 100 in some runs)."""
+    detector = HorizontalScanDetector(HorizontalScanSettings(threshold=10))
+    sweep = [syn(HUB1, f"198.18.20.{i}", 502, T0 + i * 0.01) for i in range(1, 255)]
+    triggers = feed(detector, sweep, SITE) + detector.tick(T0 + 30)
+    assert total(triggers) == 254
+    assert triggers[-1].labels["distinct_hosts"] == 254
