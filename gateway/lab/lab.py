@@ -323,6 +323,8 @@ def _ensure_services(paths: LabPaths, plan: LabPlan, specs: Sequence[ServiceSpec
             started_daemon = True
         pid = services.start_process(paths, spec.host, spec.argv, spec.name, dict(spec.env))
         services.wait_ready(paths, spec, pid)
+        if spec.name == "plantgated":
+            services.wait_watcher(paths, pid)  # a late watcher is shown by `lab status`
         if spec.name == support.CONC_SERVICE:
             support.configure_concentrator(paths)
     return started_daemon

@@ -569,6 +569,23 @@ def wait_policy_loaded(lab: LabPaths, spec: ServiceSpec, pid: int, timeout: floa
     )
 
 
+def wait_watcher(lab: LabPaths, pid: int, timeout: float = 10.0) -> bool:
+    """Wait until plantgated's traffic watcher reads its sources (`running` in its status
+    report, written by this pid), so a scan right after `lab up` is seen. False on timeout:
+    the lab is usable, the watcher is late (`lab status` shows it)."""
+    from gateway.watch.status import read_status
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        report = read_status(lab.gw_state)
+        if report is not None and report.get("pid") == pid and report["state"] == "running":
+            return True
+        if not is_alive(pid):
+            return False
+        time.sleep(0.05)
+    return False
+
+
 def wait_wireguard(lab: LabPaths, spec: ServiceSpec, pid: int, timeout: float = 5.0) -> None:
     """Wait until `wg show IFACE` answers on the host (wireguard-go made its socket)."""
     deadline = time.monotonic() + timeout

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from gateway.lab import mountns, support
+from gateway.lab import mountns, services, support
 from gateway.lab.services import LabPaths
 from gateway.lab.topology import Address, Endpoint, Route, is_lab_host, plan_lab
+from gateway.watch.status import write_status
 
 PATHS = LabPaths("pg", Path("/run/plantgate/lab/pg"))
 
@@ -123,3 +125,14 @@ def test_commands_enter_the_mount_namespace_only_when_there_is_one() -> None:
     argv = mountns.enter_argv(Path("/lab/mnt/gw"), ["wg", "show"], wd=Path("/lab"))
     assert argv[1:] == ["--mount=/lab/mnt/gw", "--wd=/lab", "--", "wg", "show"]
     assert argv[0].endswith("nsenter")
+
+
+def test_lab_up_waits_for_the_watcher_of_this_plantgated_only(tmp_path: Path) -> None:
+    lab = LabPaths("t", tmp_path)
+    assert not services.wait_watcher(lab, os.getpid(), timeout=0.1)  # no report yet
+    write_status(lab.gw_state, {"state": "running", "pid": os.getpid() + 1})
+    assert not services.wait_watcher(lab, os.getpid(), timeout=0.1)  # an older daemon's
+    write_status(lab.gw_state, {"state": "waiting", "pid": os.getpid()})
+    assert not services.wait_watcher(lab, os.getpid(), timeout=0.1)  # no policy yet
+    write_status(lab.gw_state, {"state": "running", "pid": os.getpid()})
+    assert services.wait_watcher(lab, os.getpid(), timeout=0.1)
