@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -30,8 +32,9 @@ import httpx
 import pytest
 
 from gateway.alerts.feed import feed_socket
+from gateway.alerts.sinks.spool import SpoolReader, spool_dir
+from gateway.lab import collector, netns, services, support, topology
 from gateway.lab import lab as lab_ops
-from gateway.lab import netns, services, support, topology
 from gateway.lab.probe import Probe, ProbeResult, matrix_probes, run_probes
 from gateway.lab.services import LabPaths
 from gateway.watch.status import read_status
@@ -522,3 +525,52 @@ def test_a_new_host_on_the_hub_segment_is_a_new_asset_alert(
     known = set(hub_macs(watch_lab).values())
     assets = [d for d in feed.since(start) if rule(d).startswith("PG-ASSET-")]
     assert not [brief(d) for d in assets if d["labels"]["mac"] in known]
+
+
+def collected_seqs(wl: WatchLab) -> set[int]:
+    """Feed sequence numbers of the alerts the lab's rsyslog collector received from gw."""
+    out: set[int] = set()
+    for item in collector.received(wl.paths):
+        found = re.search(r' seq="(\d+)"', item.get("sd", ""))
+        if found and item.get("peer") == topology.GW_WAN:
+            out.add(int(found.group(1)))
+    return out
+
+
+def test_plantgated_sigkilled_and_restarted_loses_no_alert_and_resumes_its_feeds(
+    watch_lab: WatchLab,
+) -> None:
+    """Last in the module (it kills plantgated): every alert spooled before a SIGKILL is
+    still in the spool after the restart with its id and sequence, the sequence goes on
+    without a gap, the feed API resumes from the reader's cursor, and the syslog sink
+    resumes from its own: the collector ends up with every sequence number, none missing."""
+    wl, feed = watch_lab, watch_lab.feed
+    connect(wl.ns("hub1"), WORKSTATION, 5020)  # at least one fresh alert before the kill
+    start = feed.cursor
+    feed.wait(lambda d: dst(d) == WORKSTATION, start - 50)
+    spool = SpoolReader(spool_dir(wl.state))
+    before = {r.seq: r.alert.id for r in spool.read(0, 1_000_000)}
+    assert sorted(before) == list(range(1, len(before) + 1))
+    cursor = feed.cursor
+
+    daemon = services.running_pid(wl.paths, "plantgated", [wl.ns("gw")])
+    assert daemon is not None
+    os.kill(daemon, signal.SIGKILL)
+    assert wait_until(lambda: not services.is_alive(daemon), 5)
+    restarted = services.start_service(wl.paths, services.daemon_spec(wl.paths, LAB_POLICY))
+    assert wait_until(lambda: (read_status(wl.state) or {}).get("pid") == restarted)
+    assert wait_until(lambda: watcher_state(wl.paths) == "running")
+
+    connect(wl.ns("hub3"), topology.ACCOUNT_ADDR, 8443)  # an alert after the restart
+    new = feed.wait(lambda d: src(d) == topology.hub_address(3), cursor)
+    after = {r.seq: r.alert.id for r in spool.read(0, 1_000_000)}
+    assert sorted(after) == list(range(1, len(after) + 1)), "a gap in the spool"
+    assert {seq: after[seq] for seq in before} == before, "a spooled alert changed or went"
+    assert new["event"]["sequence"] > max(before)
+    assert [d["event"]["sequence"] for d in feed.since(cursor)] == list(
+        range(cursor + 1, feed.cursor + 1)
+    ), "the feed skipped or repeated after the restart"
+    top = new["event"]["sequence"]
+    assert wait_until(lambda: set(range(1, top + 1)) <= collected_seqs(wl), 60), (
+        f"the collector misses {sorted(set(range(1, top + 1)) - collected_seqs(wl))[:20]}"
+    )
