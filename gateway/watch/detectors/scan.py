@@ -271,7 +271,7 @@ class VerticalScanDetector(_ScanDetector):
         super().__init__(settings)
 
     def _key_target(self, attempt: Attempt, site: SiteView) -> tuple[str, object] | None:
-        return f"{attempt.src}>{attempt.dst}", attempt.dport
+        return _vertical_key(attempt), attempt.dport
 
     def _trigger(self, attempt: Attempt, site: SiteView, active: _Active) -> Trigger:
         source, destination, network = flow_of(
@@ -280,9 +280,9 @@ class VerticalScanDetector(_ScanDetector):
         who = f"{attempt.src} ({source.role})" if source.role else attempt.src
         return Trigger(
             rule=VERTICAL,
-            key=f"{attempt.src}>{attempt.dst}",
+            key=_vertical_key(attempt),
             severity=Severity.HIGH,
-            summary=f"{who} probed {active.total} ports on {attempt.dst}",
+            summary=f"{who} probed {active.total} {_ports(attempt)} on {attempt.dst}",
             ts=trigger_time(attempt.ts),
             technique=attack.REMOTE_SYSTEM_DISCOVERY,
             source=source,
@@ -292,6 +292,17 @@ class VerticalScanDetector(_ScanDetector):
             evidence=self._evidence(active),
             labels={"distinct_ports": active.total, "last_port": attempt.dport},
         )
+
+
+def _vertical_key(attempt: Attempt) -> str:
+    """`source>host` for TCP, `source>host/udp` for UDP: tcp/123 and udp/123 are two ports,
+    and a UDP sweep is its own alert."""
+    key = f"{attempt.src}>{attempt.dst}"
+    return key if attempt.proto == "tcp" else f"{key}/{attempt.proto}"
+
+
+def _ports(attempt: Attempt) -> str:
+    return "ports" if attempt.proto == "tcp" else f"{attempt.proto} ports"
 
 
 class HorizontalScanDetector(_ScanDetector):

@@ -164,3 +164,18 @@ def test_a_sweep_of_a_whole_24_counts_every_host_in_any_process() -> None:
     triggers = feed(detector, sweep, SITE) + detector.tick(T0 + 30)
     assert total(triggers) == 254
     assert triggers[-1].labels["distinct_hosts"] == 254
+
+
+def test_vertical_counts_tcp_and_udp_ports_apart() -> None:
+    """tcp/1..30 and udp/1..30 are 60 ports in two alerts, not 30 in one."""
+    detector = VerticalScanDetector(VerticalScanSettings(threshold=10))
+    tcp_sweep = [syn(HUB1, GW_LAN, port, T0 + port * 0.01) for port in range(1, 31)]
+    udp_sweep = [
+        packet(udp(HUB1, GW_LAN, 40000, port), "drop", T0 + 1 + port * 0.01)
+        for port in range(1, 31)
+    ]
+    triggers = feed(detector, [*tcp_sweep, *udp_sweep], SITE) + detector.tick(T0 + 30)
+    by_key = {t.key for t in triggers}
+    assert by_key == {f"{HUB1}>{GW_LAN}", f"{HUB1}>{GW_LAN}/udp"}
+    assert total(triggers) == 60
+    assert any("30 udp ports" in t.summary for t in triggers)
