@@ -101,6 +101,14 @@ def current_policy(state: Path) -> Callable[[], Policy | None]:
     return read
 
 
+def nflog_settings(policy: Policy) -> tuple[tuple[tuple[str, int], ...], int]:
+    """What the NFLOG readers are opened with: (source, group) pairs and the copy size.
+    A revision that changes them needs the sockets opened again."""
+    defaults = policy.defaults
+    groups = (("nflog-drop", defaults.log_group), ("nflog-watch", defaults.watch_group))
+    return groups, max(defaults.log_snaplen, defaults.watch_snaplen, 128)
+
+
 class WatchService:
     """One watcher per plantgated; `run` may be called again after it returns or fails."""
 
@@ -287,12 +295,10 @@ class WatchService:
             await runner
 
     def _open_nflog(self, policy: Policy) -> dict[str, NflogReader]:
-        defaults = policy.defaults
-        groups = {"nflog-drop": defaults.log_group, "nflog-watch": defaults.watch_group}
-        snaplen = max(defaults.log_snaplen, defaults.watch_snaplen, 128)
+        groups, snaplen = nflog_settings(policy)
         readers: dict[str, NflogReader] = {}
         try:
-            for source, group in groups.items():
+            for source, group in dict(groups).items():
                 if group in (r.group for r in readers.values()):
                     continue
                 readers[source] = NflogReader(
@@ -365,6 +371,12 @@ class WatchService:
                 await self._sample_table(now)
             current = self.policy()
             if current is not None and current is not policy:
+                if nflog_settings(current) != nflog_settings(policy):
+                    # The sockets were bound to the old groups: end this run, and the
+                    # daemon's supervisor starts the watcher again on the new ones.
+                    log.info("traffic watcher: NFLOG groups or snaplen changed, reopening")
+                    stop.set()
+                    return
                 policy = current
                 interfaces.forget()
                 self._build(policy)

@@ -20,7 +20,7 @@ from gateway.watch import service as service_mod
 from gateway.watch.baseline import Baseline, Learned
 from gateway.watch.detectors.base import ArpEvent
 from gateway.watch.detectors.scan import VerticalScanDetector, VerticalScanSettings
-from gateway.watch.service import WatchService, internal
+from gateway.watch.service import WatchService, internal, nflog_settings
 from gateway.watch.sources.packets import Interfaces
 from gateway.watch.status import read_status
 from tests.unit.watch.netkit import _LAB, GW_LAN, GW_WAN, HUB1, T0, flow, packet, udp
@@ -113,6 +113,39 @@ def test_a_new_policy_revision_rebuilds_the_detectors_and_keeps_the_baseline(
     assert pipeline.observer.mode == "protecting"  # alerts say so from now on
     assert rebuilt.stats is engine.stats and rebuilt.stats.events["conntrack"] == 1
     assert rebuilt.site.zone_of(HUB1) == "hubs"
+
+
+def test_a_revision_that_moves_the_nflog_groups_ends_the_run_to_reopen_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sockets are bound to the old groups: upkeep stops the run, and plantgated's
+    supervisor starts the watcher again on the new groups."""
+
+    async def fill(_netns: str | None) -> tuple[int, int]:
+        return 10, 1000
+
+    monkeypatch.setattr(service_mod, "table_fill", fill)
+    monkeypatch.setattr(service_mod, "UPKEEP_S", 0.01)
+    first = with_detection()
+    current = [first]
+    watch, _ = service(tmp_path, current)
+    watch.learned = Learned(Baseline(started=T0), "learning", 3600.0)
+    watch._build(first)
+    moved = first.model_copy(
+        update={"defaults": first.defaults.model_copy(update={"watch_group": 7})}
+    )
+    assert nflog_settings(moved) != nflog_settings(first)
+
+    async def scenario() -> bool:
+        stop = asyncio.Event()
+        upkeep = asyncio.create_task(watch._upkeep(stop, first, {}, Conntrack(), Interfaces()))
+        await asyncio.sleep(0.05)
+        assert not upkeep.done()  # the same revision: it keeps going
+        current[0] = moved
+        await asyncio.wait_for(upkeep, 5)
+        return stop.is_set()
+
+    assert asyncio.run(scenario())
 
 
 def test_traffic_from_the_appliance_to_itself_is_internal() -> None:
