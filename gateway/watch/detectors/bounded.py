@@ -33,6 +33,25 @@ K = TypeVar("K")
 V = TypeVar("V")
 OVERFLOW_KEY = "many-sources"
 PortNumber = Annotated[int, Field(ge=1, le=65535, description="A port (1-65535).")]
+# Two throttles the DNS, NTP, SSH and support detectors share (their own defaults alongside).
+ReportEvery = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=3600,
+        description="Repeats of one finding are reported at most this often, as one trigger "
+        "with their count.",
+    ),
+]
+NewSourcesPerMinute = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=1_000_000,
+        description="At most this many new sources a minute get an alert of their own per "
+        "rule; beyond it, occurrences are counted under one 'many-sources' alert.",
+    ),
+]
 
 
 class Recent(Generic[K, V]):

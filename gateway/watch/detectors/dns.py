@@ -49,6 +49,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from gateway.alerts import attack
 from gateway.alerts.record import Evidence, Rule, Severity, Trigger, flow_network
 from gateway.watch.detectors.base import PacketEvent, SiteView, WatchEvent, trigger_time
+from gateway.watch.detectors.bounded import NewSourcesPerMinute, ReportEvery
 from gateway.watch.detectors.components import (
     NO_TRIGGERS,
     Tally,
@@ -131,20 +132,8 @@ class DnsSettings(BaseModel):
     failure_window_s: float = Field(
         default=60.0, gt=0, le=86_400, description="Window for failure_threshold, in seconds."
     )
-    report_every_s: float = Field(
-        default=10.0,
-        gt=0,
-        le=3600,
-        description="Repeats of one finding are reported at most this often, as one trigger "
-        "with their count.",
-    )
-    new_sources_per_minute: int = Field(
-        default=60,
-        ge=1,
-        le=1_000_000,
-        description="At most this many new sources a minute get an alert of their own per "
-        "rule; beyond it, occurrences are counted under one 'many-sources' alert.",
-    )
+    report_every_s: ReportEvery = 10.0
+    new_sources_per_minute: NewSourcesPerMinute = 60
     max_tracked: int = Field(
         default=10_000,
         ge=1,
