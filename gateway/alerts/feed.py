@@ -22,12 +22,10 @@ repeats an alert across a reboot of the appliance.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,7 +38,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from gateway.alerts.metrics import CONTENT_TYPE_LATEST
 from gateway.alerts.pipeline import AlertPipeline
 from gateway.alerts.render import FORMATS, JSON_FORMATS, Format, render_json, render_text
-from gateway.state import ensure_dir
+from gateway.localapi import DaemonServer, unix_listener
 
 log = logging.getLogger(__name__)
 MAX_LIMIT = 1000
@@ -147,24 +145,6 @@ def create_app(pipeline: AlertPipeline, closing: asyncio.Event | None = None) ->
     return app
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: plantgated owns SIGTERM and SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _unix_listener(path: Path) -> socket.socket:
-    ensure_dir(path.parent)
-    path.unlink(missing_ok=True)  # a stale socket from a previous run
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    os.chmod(path, 0o660)
-    sock.listen(64)
-    return sock
-
-
 def _tcp_listener(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -178,7 +158,7 @@ async def serve_feed(
 ) -> None:
     """Serve the feed on `<state>/run/alerts.sock` (and 127.0.0.1:`tcp_port`) until `stop`."""
     path = feed_socket(state)
-    sockets = [_unix_listener(path)]
+    sockets = [unix_listener(path)]
     if tcp_port is not None:
         sockets.append(_tcp_listener(tcp_port))
     closing = asyncio.Event()
@@ -189,7 +169,7 @@ async def serve_feed(
         lifespan="off",
         timeout_graceful_shutdown=3,
     )
-    server = _Server(config)
+    server = DaemonServer(config)
     task = asyncio.create_task(server.serve(sockets=sockets))
     try:
         await stop.wait()

@@ -19,12 +19,8 @@ input (each problem located, like `body.duration`); never a stack trace.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
-import os
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,7 +31,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
 
-from gateway.state import ensure_dir
+from gateway.localapi import DaemonServer, unix_listener
 from gateway.vpn.gate import GateRequest, parse_duration
 from gateway.vpn.gateservice import GateService, Publisher
 from gateway.vpn.targets import GateError
@@ -166,24 +162,6 @@ def create_app(state: Path, service: GateService | None = None) -> FastAPI:
     return app
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: plantgated owns SIGTERM and SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _listen(path: Path) -> socket.socket:
-    ensure_dir(path.parent)
-    path.unlink(missing_ok=True)  # a stale socket from a previous run
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    os.chmod(path, 0o660)
-    sock.listen(64)
-    return sock
-
-
 async def serve_admin_api(
     state: Path, stop: asyncio.Event, *, publish: Publisher | None = None, **service: Any
 ) -> None:
@@ -193,9 +171,11 @@ async def serve_admin_api(
     keyword arguments go to `GateService`.
     """
     path = admin_socket(state)
-    sock = _listen(path)
+    sock = unix_listener(path)
     app = create_app(state, GateService(state, publish=publish, source="plantgated", **service))
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    server = DaemonServer(
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         await stop.wait()
