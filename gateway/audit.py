@@ -11,7 +11,6 @@ separate `audit.head` file so that `verify` notices a log shorter than its head.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.events import utc_now
-from gateway.state import ensure_dir, write_atomic
+from gateway.state import exclusive, write_atomic
 
 GENESIS = "0" * 64
 
@@ -91,13 +90,8 @@ class AuditLog:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        ensure_dir(self.dir)
-        with open(self.dir / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with exclusive(self.dir / ".lock"):
+            yield
 
     def append(self, actor: str, action: str, details: dict[str, Any] | None = None) -> Entry:
         with self._locked():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 DEFAULT_STATE_DIR = Path("/var/lib/plantgate")
@@ -43,3 +46,16 @@ def ready_path(state: Path) -> Path:
     Supervisors wait for it (the lab does; on the appliance it maps to sd_notify READY=1).
     """
     return state / "run" / "plantgated.ready"
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `lock` (created, with its directory) while inside: how the
+    CLI and plantgated take turns on a store."""
+    ensure_dir(lock.parent)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -10,7 +10,6 @@ interleave.
 from __future__ import annotations
 
 import datetime
-import fcntl
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from gateway.state import ensure_dir, write_atomic
+from gateway.state import ensure_dir, exclusive, write_atomic
 
 Status = Literal["pending", "confirmed", "reverted", "superseded"]
 Kind = Literal["apply", "rollback", "revert"]
@@ -55,13 +54,8 @@ class RevisionStore:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive lock for every change to revisions and to what is loaded."""
-        ensure_dir(self.root)
-        with open(self.root / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with exclusive(self.root / ".lock"):
+            yield
 
     def path(self, number: int) -> Path:
         return self.dir / f"{number:06d}"

@@ -7,14 +7,13 @@ daemon's API) never approve, open or close the same request at once.
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from gateway.state import ensure_dir, write_atomic
+from gateway.state import exclusive, write_atomic
 from gateway.vpn.gate import GateRequest
 from gateway.vpn.targets import GateError
 
@@ -28,13 +27,8 @@ class GateStore:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        ensure_dir(self.root)
-        with open(self.root / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with exclusive(self.root / ".lock"):
+            yield
 
     def path(self, number: int) -> Path:
         return self.dir / f"{number:06d}.json"

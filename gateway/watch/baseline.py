@@ -20,7 +20,6 @@ overwrites a generation it has not seen. Both tables are bounded (`max_pairs`,
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gateway.state import ensure_dir, write_atomic
+from gateway.state import exclusive, write_atomic
 
 log = logging.getLogger(__name__)
 Mode = Literal["learning", "protecting"]
@@ -194,13 +193,8 @@ class BaselineStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        ensure_dir(self._lock.parent)
-        with open(self._lock, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with exclusive(self._lock):
+            yield
 
     def stamp(self) -> int | None:
         """The file's modification time (ns), to notice a change cheaply; None if absent."""
